@@ -1,0 +1,136 @@
+"""Strict checkpoint reading and loading, with errors that name the file and the key.
+
+- `read_safetensors_folder(folder)`: a Hugging Face folder's weights, `model.safetensors` or
+  shards listed in `model.safetensors.index.json`.
+- `read_torch_checkpoint(path, key)`: `torch.save`d dicts such as SAM-2's `{"model": state_dict}`.
+- `load_state_dict_strict(module, state_dict, source)`: every module key filled, every checkpoint key
+  used, every shape equal; otherwise `CheckpointError` listing the offending keys.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Mapping, Optional
+
+import torch
+from torch import nn
+
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+_SHOW = 10  # how many offending keys an error lists
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or does not match the model."""
+
+
+def _read_safetensors_file(path: str) -> Dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises several types for truncated/corrupt files
+        raise CheckpointError(f"cannot read safetensors file {path}: {e}") from e
+
+
+def read_safetensors_folder(folder: str) -> Dict[str, torch.Tensor]:
+    """All tensors of a Hugging Face folder (single file or sharded with an index)."""
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"model folder not found: {folder}")
+    index_path = os.path.join(folder, INDEX_NAME)
+    single_path = os.path.join(folder, SINGLE_NAME)
+    if os.path.isfile(index_path):
+        try:
+            with open(index_path) as f:
+                weight_map = json.load(f)["weight_map"]
+        except Exception as e:
+            raise CheckpointError(f"cannot read shard index {index_path}: {e}") from e
+        state: Dict[str, torch.Tensor] = {}
+        for shard in sorted(set(weight_map.values())):
+            shard_path = os.path.join(folder, shard)
+            part = _read_safetensors_file(shard_path)
+            for k, v in part.items():
+                if weight_map.get(k) != shard:
+                    raise CheckpointError(f"key {k!r} in {shard_path} is not assigned to it by {index_path}")
+                state[k] = v
+        missing = sorted(set(weight_map) - set(state))
+        if missing:
+            raise CheckpointError(f"keys listed in {index_path} are absent from their shards: {missing[:_SHOW]}")
+        return state
+    if os.path.isfile(single_path):
+        return _read_safetensors_file(single_path)
+    raise CheckpointError(f"no {SINGLE_NAME} or {INDEX_NAME} in {folder}")
+
+
+def read_torch_checkpoint(path: str, key: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """A torch.save'd state dict, optionally nested under `key` (SAM-2: key='model')."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if key is not None:
+        if not isinstance(obj, Mapping) or key not in obj:
+            found = list(obj.keys())[:_SHOW] if isinstance(obj, Mapping) else type(obj).__name__
+            raise CheckpointError(f"checkpoint {path} has no top-level key {key!r} (found {found})")
+        obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint {path} does not hold a state dict")
+    return dict(obj)
+
+
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise CheckpointError unless keys and shapes match the module's state dict exactly."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in sorted(set(expected) & set(state_dict))
+                  if tuple(state_dict[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {missing[:_SHOW]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {unexpected[:_SHOW]}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {mismatched[:_SHOW]}")
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not match {type(module).__name__}: " + "; ".join(problems))
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Check, then copy weights into the module (casting to the module's dtypes)."""
+    check_state_dict(module, state_dict, source)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def write_safetensors_folder(state_dict: Mapping[str, torch.Tensor], folder: str,
+                             max_shard_bytes: Optional[int] = None) -> None:
+    """Write `model.safetensors`, or shards + `model.safetensors.index.json` (Hugging Face layout)."""
+    from safetensors.torch import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    if max_shard_bytes is None:
+        save_file(state, os.path.join(folder, SINGLE_NAME), metadata={"format": "pt"})
+        return
+    shards, current, size = [], {}, 0
+    for k in sorted(state):
+        nbytes = state[k].numel() * state[k].element_size()
+        if current and size + nbytes > max_shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[k] = state[k]
+        size += nbytes
+    shards.append(current)
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, os.path.join(folder, name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in shard})
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    with open(os.path.join(folder, INDEX_NAME), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)

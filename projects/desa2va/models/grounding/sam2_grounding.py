@@ -1,0 +1,256 @@
+"""SAM-2 grounding wrapper: `[SEG]` embeddings as prompt tokens, shared frame features, video memory.
+
+Built with the `sam2` package (hydra config + `{"model": state_dict}` checkpoint, strict) as a
+`SAM2VideoPredictor`, i.e. the plain `SAM2Base` module (same weights) plus its video-state API.
+
+Shapes, for image size S (1024 real, 256 tiny) and embedding size e = S/16:
+- `encode_frames(images (T, 3, S, S))` -> FrameFeatures: raw FPN levels (T, 256, 4e, 4e),
+  (T, 256, 2e, 2e), (T, 256, e, e); computed once, shared by every object and every decoder.
+- `decode(features, prompt_tokens (N, k, 256), frame_index (N,))` -> low-res mask logits
+  (N, 1, 4e, 4e), predicted IoU (N, 1), object-score logits (N, 1), output token (N, 256).
+  Extra tokens are appended to the sparse prompt embeddings (after point prompts, or after SAM-2's
+  padding point when there are none); an optional dense mask prompt (N, 1, 4e, 4e) of logits.
+  `decoder=` selects the mask decoder (the model's own, or an independent copy from
+  `copy_mask_decoder`); the high-resolution skip features go through that decoder's own
+  conv_s0/conv_s1, so a trained copy never reads another decoder's projections.
+- `propagate(frames, video_size, key_frame_masks)` -> (n_obj, T, H, W) bool: key-frame masks
+  seed SAM-2's memory, propagation runs forward and backward in time, all objects in one state;
+  frames are read one at a time from CPU memory.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from ...common.image_processing import ImageLike, sam2_frames
+from ..checkpoint_io import CheckpointError, load_state_dict_strict, read_torch_checkpoint
+
+VIDEO_PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
+
+
+def resolve_config(config: str) -> str:
+    """A yaml path, a name in this package's configs/ ('sam2_tiny.yaml'), or a sam2 package config
+    name ('configs/sam2/sam2_hiera_l.yaml')."""
+    local = os.path.join(CONFIG_DIR, config)
+    if os.path.isfile(config):
+        return config
+    if os.path.isfile(local):
+        return local
+    return config
+
+
+def build_sam2_model(config: str, checkpoint: Optional[str] = None, overrides: Sequence[str] = ()) -> nn.Module:
+    """Instantiate SAM-2 from a config and load `{"model": state_dict}` strictly."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import sam2  # noqa: F401  (registers sam2's hydra config module)
+
+    path = resolve_config(config)
+    if os.path.isfile(path):
+        cfg = OmegaConf.load(path)
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    else:
+        from hydra import compose
+
+        try:
+            cfg = compose(config_name=path, overrides=list(overrides))
+        except Exception as e:
+            raise CheckpointError(f"SAM-2 config {config!r} is neither a file nor a config of the sam2 "
+                                  f"package (e.g. 'configs/sam2/sam2_hiera_l.yaml'): {e}") from e
+    OmegaConf.resolve(cfg)
+    cfg.model._target_ = VIDEO_PREDICTOR
+    model = instantiate(cfg.model, _recursive_=True)
+    if checkpoint is not None:
+        load_state_dict_strict(model, read_torch_checkpoint(checkpoint, key="model"), source=checkpoint)
+    return model
+
+
+@dataclass
+class FrameFeatures:
+    """Raw image-encoder outputs of T frames (high resolution first)."""
+    fpn: List[torch.Tensor]
+    pos: List[torch.Tensor]
+
+    def __len__(self) -> int:
+        return self.fpn[0].shape[0]
+
+
+@dataclass
+class DecoderOutput:
+    low_res_logits: torch.Tensor       # (N, 1, 4e, 4e), before any object-score gating
+    iou_pred: torch.Tensor             # (N, 1)
+    object_score_logits: torch.Tensor  # (N, 1)
+    mask_token: torch.Tensor           # (N, 256) SAM output token of the returned mask
+
+
+class LazySAM2Frames:
+    """Frames preprocessed for SAM-2 on access, one at a time, on CPU (what the video state reads)."""
+
+    def __init__(self, frames: Sequence[ImageLike], size: int):
+        self.frames, self.size = frames, size
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return sam2_frames([self.frames[i]], self.size)[0]
+
+
+class SAM2Grounding(nn.Module):
+    """SAM-2 with prompt-token decoding and video propagation.
+
+    Args:
+        model_config: see `resolve_config`.
+        checkpoint: `{"model": state_dict}` file, or None for random weights.
+        hydra_overrides: extra config overrides ('++model.image_size=512', ...).
+    """
+
+    def __init__(self, model_config: str, checkpoint: Optional[str] = None, hydra_overrides: Sequence[str] = ()):
+        super().__init__()
+        self.sam2_model = build_sam2_model(model_config, checkpoint, hydra_overrides)
+        self.image_size = int(self.sam2_model.image_size)
+        self.prompt_dim = int(self.sam2_model.hidden_dim)
+        self.low_res_size = tuple(self.sam2_model.sam_prompt_encoder.mask_input_size)
+
+    # ------------------------------------------------------------------ training switches
+    def freeze_all_but_mask_decoder(self) -> None:
+        """Sa2VA/DeSa2VA recipe: image encoder, prompt encoder and memory modules frozen."""
+        self.sam2_model.requires_grad_(False)
+        self.sam2_model.sam_mask_decoder.requires_grad_(True)
+
+    def copy_mask_decoder(self) -> nn.Module:
+        """An independent, trainable copy of the mask decoder (no shared parameters)."""
+        dec = copy.deepcopy(self.sam2_model.sam_mask_decoder)
+        dec.requires_grad_(True)
+        return dec
+
+    # ------------------------------------------------------------------ images
+    def preprocess(self, frames: Sequence[ImageLike]) -> torch.Tensor:
+        """(T, 3, S, S) normalised frames."""
+        return sam2_frames(frames, self.image_size)
+
+    def encode_frames(self, images: torch.Tensor) -> FrameFeatures:
+        """Image encoder on a batch of frames (T, 3, S, S): run once, reused by all objects."""
+        out = self.sam2_model.image_encoder(images.to(self.sam2_model.no_mem_embed.dtype))
+        return FrameFeatures(fpn=list(out["backbone_fpn"]), pos=list(out["vision_pos_enc"]))
+
+    def decode(self, features: FrameFeatures, prompt_tokens: Optional[torch.Tensor],
+               frame_index: Optional[torch.Tensor] = None, point_coords: Optional[torch.Tensor] = None,
+               point_labels: Optional[torch.Tensor] = None, mask_logits: Optional[torch.Tensor] = None,
+               decoder: Optional[nn.Module] = None, multimask_output: bool = False) -> DecoderOutput:
+        """Decode N masks. prompt_tokens (N, k, 256) or (N, 256); frame_index (N,) picks each object's frame
+        (default: object i on frame i); point_coords (N, P, 2) in input-image pixels (x, y) with labels
+        (N, P) (1 pos, 0 neg, -1 pad); mask_logits (N, 1, h, w) dense prompt."""
+        m = self.sam2_model
+        dec = decoder if decoder is not None else m.sam_mask_decoder
+        pe = m.sam_prompt_encoder
+        if prompt_tokens is not None and prompt_tokens.dim() == 2:
+            prompt_tokens = prompt_tokens[:, None]
+        n = (prompt_tokens if prompt_tokens is not None else point_coords).shape[0]
+        if frame_index is None:
+            if len(features) != n:
+                raise ValueError(f"{n} prompts for {len(features)} frames: pass frame_index")
+            frame_index = torch.arange(n, device=features.fpn[0].device)
+        frame_index = frame_index.to(features.fpn[0].device)
+        image_embed = features.fpn[-1]
+        if m.directly_add_no_mem_embed:  # a frame without memory, as in SAM-2's image predictor
+            image_embed = image_embed + m.no_mem_embed.reshape(1, -1, 1, 1)
+        image_embed = image_embed[frame_index]
+        high_res = None
+        if m.use_high_res_features_in_sam:  # per frame first, then gathered per object
+            high_res = [dec.conv_s0(features.fpn[0])[frame_index], dec.conv_s1(features.fpn[1])[frame_index]]
+        device = image_embed.device
+        if point_coords is None:
+            point_coords = torch.zeros(n, 1, 2, device=device)
+            point_labels = -torch.ones(n, 1, dtype=torch.int32, device=device)
+        if mask_logits is not None and tuple(mask_logits.shape[-2:]) != tuple(pe.mask_input_size):
+            mask_logits = torch.nn.functional.interpolate(mask_logits.float(), size=pe.mask_input_size,
+                                                          mode="bilinear", align_corners=False, antialias=True)
+        sparse, dense = pe(points=(point_coords, point_labels), boxes=None,
+                           masks=None if mask_logits is None else mask_logits.to(image_embed.dtype))
+        if prompt_tokens is not None:
+            sparse = torch.cat([sparse, prompt_tokens.to(sparse.dtype)], dim=1)
+        masks, iou, tokens, obj = dec(image_embeddings=image_embed, image_pe=pe.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=multimask_output, repeat_image=False,
+                                      high_res_features=high_res)
+        return DecoderOutput(low_res_logits=masks.float(), iou_pred=iou.float(),
+                             object_score_logits=obj.float(), mask_token=tokens[:, 0])
+
+    # ------------------------------------------------------------------ video
+    def init_video_state(self, frames, video_size: Tuple[int, int], offload_state_to_cpu: bool = False) -> dict:
+        """A SAM2VideoPredictor inference state over `frames` (indexable, item i -> (3, S, S) CPU tensor).
+
+        Same fields as sam2's `init_state`, which only accepts a path; frames stay on CPU and are moved
+        to the device one at a time when their features are computed.
+        """
+        m = self.sam2_model
+        device = m.device
+        return {
+            "images": frames, "num_frames": len(frames), "offload_video_to_cpu": True,
+            "offload_state_to_cpu": offload_state_to_cpu, "video_height": int(video_size[0]),
+            "video_width": int(video_size[1]), "device": device,
+            "storage_device": torch.device("cpu") if offload_state_to_cpu else device,
+            "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {}, "constants": {},
+            "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(), "obj_ids": [],
+            "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
+        }
+
+    @torch.inference_mode()
+    def propagate_iter(self, frames, video_size: Tuple[int, int],
+                       key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]]
+                       ) -> Iterator[Tuple[int, List[int], torch.Tensor]]:
+        """Yield (frame_idx, obj_ids, logits (n_obj, H, W)) for every frame exactly once.
+
+        key_frame_masks: {obj_id: {frame_idx: mask}} with masks (h, w) bool or logits (> 0 is
+        foreground) at any resolution. Forward from the earliest key frame to the end, then backward
+        from it to frame 0, through SAM-2's memory.
+        """
+        if not key_frame_masks or not all(key_frame_masks.values()):
+            raise ValueError("propagate needs at least one key-frame mask for every object")
+        if isinstance(frames, torch.Tensor):
+            frames = frames.cpu()
+        elif not hasattr(frames, "__getitem__") or (len(frames) and not isinstance(frames[0], torch.Tensor)):
+            frames = LazySAM2Frames(frames, self.image_size)
+        m = self.sam2_model
+        was_training = m.training
+        m.eval()  # SAM-2's track_step keeps object scores (needed by the video state) only in eval mode
+        try:
+            yield from self._propagate(m, frames, video_size, key_frame_masks)
+        finally:
+            m.train(was_training)
+
+    def _propagate(self, m, frames, video_size, key_frame_masks):
+        state = self.init_video_state(frames, video_size)
+        for obj_id, per_frame in key_frame_masks.items():
+            for f, mask in sorted(per_frame.items()):
+                if not 0 <= f < len(frames):
+                    raise ValueError(f"key frame {f} of object {obj_id} is outside the video (0..{len(frames) - 1})")
+                m.add_new_mask(state, frame_idx=int(f), obj_id=obj_id, mask=(mask > 0).cpu())
+        start = min(f for per_frame in key_frame_masks.values() for f in per_frame)
+        for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=False):
+            yield f, list(obj_ids), masks[:, 0]
+        if start > 0:
+            for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=True):
+                if f != start:
+                    yield f, list(obj_ids), masks[:, 0]
+
+    def propagate(self, frames, video_size: Tuple[int, int],
+                  key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]]) -> torch.Tensor:
+        """(n_obj, T, H, W) bool masks, objects in the order of key_frame_masks."""
+        n_frames = len(frames)
+        out = torch.zeros(len(key_frame_masks), n_frames, *video_size, dtype=torch.bool)
+        order = {obj_id: i for i, obj_id in enumerate(key_frame_masks)}
+        for f, obj_ids, logits in self.propagate_iter(frames, video_size, key_frame_masks):
+            for j, obj_id in enumerate(obj_ids):
+                out[order[obj_id], f] = logits[j].cpu() > 0
+        return out

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment in .venv.
+# Idempotent: when .venv already matches requirements.txt and setup.py it returns in seconds.
+#   bash tools/setup_env.sh            # create/update .venv
+#   VENV=/path/to/venv bash tools/setup_env.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.desa2va-env-stamp"
+want="$(cat "$ROOT/requirements.txt" "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -d' ' -f1)"
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  echo "[setup_env] $VENV is up to date"
+  exit 0
+fi
+
+echo "[setup_env] creating/updating $VENV"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q -U pip setuptools wheel 2>&1 | grep -v "is ignored" || true
+# Torch first and pinned: an unpinned torch pulls a multi-GB CUDA build from the registry.
+"${PIP[@]}" install -q "torch==2.14.1" "torchvision==0.29.1"
+"${PIP[@]}" install -q -r "$ROOT/requirements.txt"
+# Meta's SAM 2 package: built against the torch above; its optional CUDA extension is skipped.
+SAM2_BUILD_CUDA=0 SAM2_BUILD_ALLOW_ERRORS=1 "${PIP[@]}" install -q --no-build-isolation "sam2==1.1.0"
+# xtuner pins bitsandbytes==0.45.0, which fails to import beside the triton that torch 2.14 ships
+# (`triton.ops` is gone), and peft imports it whenever it is installed, breaking LoRA. QLoRA is not
+# used by this project, so remove it.
+"${PIP[@]}" uninstall -q -y bitsandbytes 2>/dev/null || true
+"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+"$VENV/bin/python" -c "import torch, transformers, peft, mmengine, xtuner, sam2, pycocotools, decord, projects.desa2va; print('[setup_env] ok: torch', torch.__version__, 'transformers', transformers.__version__)"
+echo "$want" > "$STAMP"
