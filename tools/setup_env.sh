@@ -18,16 +18,23 @@ fi
 echo "[setup_env] creating/updating $VENV"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q -U pip setuptools wheel 2>&1 | grep -v "is ignored" || true
+pip_run() {  # quiet on success; on failure print the end of pip's log
+  local log; log="$(mktemp)"
+  if ! "${PIP[@]}" "$@" >"$log" 2>&1; then
+    grep -v "is ignored: it is neither" "$log" | tail -40; rm -f "$log"; return 1
+  fi
+  rm -f "$log"
+}
+pip_run install -U pip setuptools wheel
 # Torch first and pinned: an unpinned torch pulls a multi-GB CUDA build from the registry.
-"${PIP[@]}" install -q "torch==2.14.1" "torchvision==0.29.1"
-"${PIP[@]}" install -q -r "$ROOT/requirements.txt"
+pip_run install "torch==2.14.1" "torchvision==0.29.1"
+pip_run install -r "$ROOT/requirements.txt"
 # Meta's SAM 2 package: built against the torch above; its optional CUDA extension is skipped.
-SAM2_BUILD_CUDA=0 SAM2_BUILD_ALLOW_ERRORS=1 "${PIP[@]}" install -q --no-build-isolation "sam2==1.1.0"
+SAM2_BUILD_CUDA=0 SAM2_BUILD_ALLOW_ERRORS=1 pip_run install --no-build-isolation "sam2==1.1.0"
 # xtuner pins bitsandbytes==0.45.0, which fails to import beside the triton that torch 2.14 ships
 # (`triton.ops` is gone), and peft imports it whenever it is installed, breaking LoRA. QLoRA is not
 # used by this project, so remove it.
-"${PIP[@]}" uninstall -q -y bitsandbytes 2>/dev/null || true
-"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+pip_run uninstall -y bitsandbytes || true
+pip_run install --no-build-isolation --no-deps -e "$ROOT"
 "$VENV/bin/python" -c "import torch, transformers, peft, mmengine, xtuner, sam2, pycocotools, decord, projects.desa2va; print('[setup_env] ok: torch', torch.__version__, 'transformers', transformers.__version__)"
 echo "$want" > "$STAMP"
