@@ -1,0 +1,49 @@
+"""The InternVL2.5 chat template (ChatML), used by every dataset and by inference: one place.
+
+    <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n
+
+`<image>` placeholders in the user text are expanded, in order, into `<img>` + `<IMG_CONTEXT>` x n + `</img>`
+(n = visual tokens of that image: tiles x tokens per tile; a video frame is one tile).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+from . import special_tokens as st
+
+# InternVL2.5's default system message (the `internvl2_5` template of the released checkpoints).
+INTERNVL2_5_SYSTEM = ("你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的"
+                      "多模态大语言模型。")
+
+
+def image_tokens(num_tokens: int) -> str:
+    return st.IMG_START + st.IMG_CONTEXT * num_tokens + st.IMG_END
+
+
+def expand_image_placeholders(text: str, tokens_per_image: Sequence[int]) -> str:
+    """Replace the k-th `<image>` with the tokens of image k; the counts must match."""
+    parts = text.split(st.IMAGE_PLACEHOLDER)
+    if len(parts) - 1 != len(tokens_per_image):
+        raise ValueError(f"{len(parts) - 1} {st.IMAGE_PLACEHOLDER} placeholder(s) for {len(tokens_per_image)} image(s)")
+    out = parts[0]
+    for n, rest in zip(tokens_per_image, parts[1:]):
+        out += image_tokens(n) + rest
+    return out
+
+
+def format_turns(turns: Sequence[Tuple[str, Optional[str]]], system: Optional[str] = INTERNVL2_5_SYSTEM
+                 ) -> List[Tuple[str, str]]:
+    """ChatML pieces [(prompt_part, answer_part)] for (user, assistant) turns; the last answer may be
+    None (generation: the text ends with the assistant header)."""
+    pieces = []
+    head = f"{st.IM_START}system\n{system}{st.IM_END}\n" if system else ""
+    for i, (user, answer) in enumerate(turns):
+        prompt = (head if i == 0 else "") + f"{st.IM_START}user\n{user}{st.IM_END}\n{st.IM_START}assistant\n"
+        pieces.append((prompt, "" if answer is None else f"{answer}{st.IM_END}\n"))
+    return pieces
+
+
+def generation_prompt(question: str, history: Sequence[Tuple[str, str]] = (),
+                      system: Optional[str] = INTERNVL2_5_SYSTEM) -> str:
+    """Full text for generation: past turns, then the question, ending with the assistant header."""
+    return "".join(p + a for p, a in format_turns(list(history) + [(question, None)], system))
