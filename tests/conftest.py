@@ -57,3 +57,71 @@ def image_prompt(mllm, question="Please segment the red circle.", answer="Sure, 
     ids = torch.tensor([p_ids + a_ids])
     labels = torch.tensor([[-100] * len(p_ids) + a_ids])
     return ids, labels
+
+
+@pytest.fixture
+def make_model(tiny_mllm_path, tiny_sam2_ckpt):
+    """DeSa2VAModel on the tiny stand-ins (LoRA r=8, 1024 loss points, no system prompt)."""
+    from projects.desa2va.models.desa2va import DeSa2VAModel
+
+    def make(mode="desa2va", seed=0, lora=True, **kwargs):
+        torch.manual_seed(seed)
+        kwargs.setdefault("num_points", 1024)
+        kwargs.setdefault("system_prompt", None)
+        return DeSa2VAModel(
+            mllm=dict(model_path=tiny_mllm_path,
+                      lora=dict(r=8, lora_alpha=16, lora_dropout=0.0) if lora and mode != "text_pretrain" else None),
+            grounding=dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt), mode=mode, **kwargs)
+    return make
+
+
+def two_shapes(size=128):
+    """An image with a red circle and a blue square; returns (image uint8, circle mask, square mask)."""
+    import numpy as np
+
+    img = np.full((size, size, 3), 30, np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    s = size / 128
+    circle = (yy - 40 * s) ** 2 + (xx - 40 * s) ** 2 <= (20 * s) ** 2
+    square = (yy >= 70 * s) & (yy < 110 * s) & (xx >= 65 * s) & (xx < 105 * s)
+    img[circle] = (220, 30, 30)
+    img[square] = (30, 30, 220)
+    return img, circle, square
+
+
+def referring_batch(model, image, items, answer="Sure, [SEG]."):
+    """Training batch of one sample per (question, masks (n_obj, H, W) bool array, texts) item on `image`."""
+    from projects.desa2va.common.image_processing import mllm_image_tiles, sam2_frames
+
+    mllm = model.mllm
+    tiles = mllm_image_tiles(image, mllm.tile_size, 1, 1)
+    sam = sam2_frames([image], model.grounding.image_size)
+    pairs = [image_prompt(mllm, question=q, answer=answer) for q, _, _ in items]
+    length = max(ids.shape[1] for ids, _ in pairs)
+    pad = mllm.tokenizer.pad_token_id
+    ids = torch.full((len(items), length), pad)
+    labels = torch.full((len(items), length), -100)
+    att = torch.zeros(len(items), length, dtype=torch.long)
+    for i, (x, y) in enumerate(pairs):
+        ids[i, :x.shape[1]], labels[i, :x.shape[1]], att[i, :x.shape[1]] = x[0], y[0], 1
+    return dict(input_ids=ids, labels=labels, attention_mask=att, pixel_values=tiles.repeat(len(items), 1, 1, 1),
+                num_tiles=[1] * len(items), sam_images=[sam] * len(items),
+                masks=[torch.as_tensor(m)[:, None] for _, m, _ in items], object_texts=[t for *_, t in items],
+                sample_ids=[f"s{i}" for i in range(len(items))])
+
+
+def train(model, data, steps, lr=3e-4):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        loss = sum(model(data, mode="loss").values())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return model.eval()
+
+
+def iou(a, b):
+    return float((a & b).sum()) / max(float((a | b).sum()), 1.0)

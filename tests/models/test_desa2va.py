@@ -1,0 +1,309 @@
+"""DeSa2VAModel: trainable parts per mode, the exact Sa2VA control arm, fusion, reprompt, objects, inference."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import referring_batch, two_shapes
+from projects.desa2va.models.checkpoint_io import CheckpointError
+from projects.desa2va.models.desa2va import keyframe_indices
+from projects.desa2va.models.fusion import MaskFusion
+from projects.desa2va.models.losses import dice_loss, sample_logits_and_targets, sigmoid_bce
+from test_internvl import ScriptedHead
+
+
+def _data(model, n_obj=(1, 2)):
+    img, circle, square = two_shapes()
+    items = []
+    for i, n in enumerate(n_obj):
+        masks = np.stack([circle, square][:n]) if n else np.zeros((0, 128, 128), bool)
+        answer_objs = " and ".join(["[SEG]"] * n) if n else "nothing"
+        items.append((f"Please segment object {i}.", masks, ["the red circle", "the blue square"][:n], answer_objs))
+    batches = [referring_batch(model, img, [(q, m, t)], answer=f"Sure, {a}.") for q, m, t, a in items]
+    # pad to a common length and merge
+    length = max(b["input_ids"].shape[1] for b in batches)
+    pad = model.mllm.tokenizer.pad_token_id
+    out = {k: [] for k in batches[0]}
+    for b in batches:
+        extra = length - b["input_ids"].shape[1]
+        out["input_ids"].append(F.pad(b["input_ids"], (0, extra), value=pad))
+        out["labels"].append(F.pad(b["labels"], (0, extra), value=-100))
+        out["attention_mask"].append(F.pad(b["attention_mask"], (0, extra), value=0))
+        for k in ("pixel_values", "num_tiles", "sam_images", "masks", "object_texts", "sample_ids"):
+            out[k].append(b[k])
+    data = {k: torch.cat(v) for k, v in out.items() if k in ("input_ids", "labels", "attention_mask", "pixel_values")}
+    data["num_tiles"] = [t for b in out["num_tiles"] for t in b]
+    for k in ("sam_images", "masks", "object_texts"):
+        data[k] = [x for b in out[k] for x in b]
+    data["sample_ids"] = [f"s{i}" for i in range(len(n_obj))]
+    return data
+
+
+TRAINABLE = {
+    "sa2va": {"mllm.language_model", "mllm.mlp1", "seg_proj", "grounding.sam2_model.sam_mask_decoder"},
+    "desa2va": {"mllm.language_model", "mllm.mlp1", "decoupler", "text_decoder", "fusion",
+                "grounding.sam2_model.sam_mask_decoder"},
+    "text_pretrain": {"text_decoder", "real_text_proj"},
+}
+
+
+def _prefix(name):
+    for p in ("mllm.language_model", "mllm.mlp1", "grounding.sam2_model.sam_mask_decoder"):
+        if name.startswith(p):
+            return p
+    return name.split(".")[0] if not name.startswith(("mllm.", "grounding.")) else ".".join(name.split(".")[:3])
+
+
+@pytest.mark.parametrize("mode", ["sa2va", "desa2va", "text_pretrain"])
+def test_gradients_reach_exactly_the_trainable_parts(make_model, mode):
+    model = make_model(mode)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.02)
+    losses = model(_data(model), mode="loss")
+    sum(losses.values()).backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {_prefix(n) for n in trainable} == TRAINABLE[mode]
+    for n, p in model.named_parameters():
+        if n in trainable:
+            assert p.grad is not None, n
+        else:
+            assert p.grad is None, n
+    frozen = {"grounding.sam2_model.image_encoder", "grounding.sam2_model.sam_prompt_encoder",
+              "grounding.sam2_model.memory_attention", "grounding.sam2_model.memory_encoder", "mllm.vision_model"}
+    assert not any(n.startswith(tuple(frozen)) for n in trainable)
+    if mode == "desa2va":
+        assert not any(n.startswith("real_text_proj") for n in trainable)  # a frozen teacher in stage 2
+        assert {"loss_lm", "loss_text_bce", "loss_text_dice", "loss_visual_bce", "loss_visual_dice", "loss_fused_bce",
+                "loss_fused_dice", "loss_align", "loss_orth"} == set(losses)
+        assert model.decoupler.text_proj.weight.grad.abs().sum() > 0
+        assert model.text_decoder.iou_token.weight.grad.abs().sum() > 0
+
+
+def test_sa2va_mode_equals_a_direct_reference_computation(make_model):
+    model = make_model("sa2va", reprompt_iters=0)
+    data = _data(model, n_obj=(2,))
+    torch.manual_seed(123)
+    losses = model(data, mode="loss")
+
+    # reference, written against SAM-2's own forward_image path and the raw modules
+    mllm, sam = model.mllm, model.grounding.sam2_model
+    out = mllm(data["input_ids"], attention_mask=data["attention_mask"], labels=data["labels"],
+               pixel_values=data["pixel_values"])
+    fc0, fc2 = model.seg_proj.text_hidden_fcs[0], model.seg_proj.text_hidden_fcs[2]
+    z = fc2(torch.relu(fc0(out.seg_hidden)))
+    backbone = sam.forward_image(data["sam_images"][0])
+    _, feats, _, sizes = sam._prepare_backbone_features(backbone)
+    pix = (feats[-1] + sam.no_mem_embed).permute(1, 2, 0).reshape(1, 256, *sizes[-1]).expand(2, -1, -1, -1)
+    high = [f.permute(1, 2, 0).reshape(1, -1, *s).expand(2, -1, -1, -1) for f, s in zip(feats[:-1], sizes[:-1])]
+    sparse, dense = sam.sam_prompt_encoder(points=(torch.zeros(2, 1, 2), -torch.ones(2, 1, dtype=torch.int32)),
+                                           boxes=None, masks=None)
+    sparse = torch.cat([sparse, z[:, None]], dim=1)
+    ref_logits = sam.sam_mask_decoder(image_embeddings=pix, image_pe=sam.sam_prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=False, repeat_image=False, high_res_features=high)[0]
+    with torch.no_grad():
+        ours = model.decode_objects(model.grounding.encode_frames(data["sam_images"][0]), out.seg_hidden,
+                                    torch.zeros(2, dtype=torch.long))
+    assert torch.allclose(ours, ref_logits, atol=1e-4)
+
+    torch.manual_seed(123)  # the same points as the model drew
+    lg, tg = sample_logits_and_targets(ref_logits, data["masks"][0].reshape(2, 1, 128, 128).float(), 1024)
+    assert torch.allclose(losses["loss_lm"], out.loss, atol=1e-5)
+    assert torch.allclose(losses["loss_mask_bce"], 2.0 * sigmoid_bce(lg, tg), atol=1e-4)
+    assert torch.allclose(losses["loss_mask_dice"], 0.5 * dice_loss(lg, tg), atol=1e-4)
+
+
+def test_fusion_modes():
+    torch.manual_seed(0)
+    m_t, m_v = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    z_t, z_v, s_t, s_v = torch.randn(3, 256), torch.randn(3, 256), torch.rand(3, 1), torch.rand(3, 1)
+    assert torch.equal(MaskFusion("text_only")(m_t, m_v, z_t, z_v, s_t, s_v), m_t)
+    assert torch.equal(MaskFusion("visual_only")(m_t, m_v, z_t, z_v, s_t, s_v), m_v)
+    assert torch.allclose(MaskFusion("mean")(m_t, m_v, z_t, z_v, s_t, s_v), (m_t + m_v) / 2)
+    for mode in ("gate", "pixel_gate"):
+        f = MaskFusion(mode)(m_t, m_v, z_t, z_v, s_t, s_v)
+        lo, hi = torch.minimum(m_t, m_v), torch.maximum(m_t, m_v)
+        assert f.shape == m_t.shape and (f >= lo - 1e-6).all() and (f <= hi + 1e-6).all()
+    gate = MaskFusion("gate")
+    g = torch.sigmoid(gate.gate(torch.cat([z_t, z_v, s_t, s_v], -1)))[:, :, None, None]
+    assert torch.allclose(gate(m_t, m_v, z_t, z_v, s_t, s_v), g * m_t + (1 - g) * m_v)
+    with pytest.raises(ValueError, match="fusion mode"):
+        MaskFusion("max")
+
+
+def test_text_only_fusion_in_the_model_returns_the_text_mask(make_model):
+    model = make_model("desa2va", fusion="text_only", reprompt_iters=0).eval()
+    feats = model.grounding.encode_frames(torch.randn(1, 3, 256, 256))
+    h = torch.randn(2, model.mllm.hidden_size)
+    fidx = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        fused = model.decode_objects(feats, h, fidx)
+        z_t, _ = model.decoupler(h)
+        text = model.grounding.decode(feats, z_t, fidx, decoder=model.text_decoder).low_res_logits
+    assert torch.equal(fused, text)
+
+
+def test_reprompt_refines_and_is_a_no_op_when_off(make_model):
+    model = make_model("desa2va", reprompt_iters=0).eval()
+    feats = model.grounding.encode_frames(torch.randn(1, 3, 256, 256))
+    h = torch.randn(2, model.mllm.hidden_size)
+    fidx = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        z_t, z_v = model.decoupler(h)
+        ot = model.grounding.decode(feats, z_t, fidx, decoder=model.text_decoder)
+        ov = model.grounding.decode(feats, z_v, fidx)
+        fused = model.fusion(ot.low_res_logits, ov.low_res_logits, z_t, z_v, ot.iou_pred, ov.iou_pred)
+        assert torch.equal(model.decode_objects(feats, h, fidx, reprompt_iters=0), fused)
+        blob = torch.full((2, 1, 64, 64), -5.0)
+        blob[0, :, 10:30, 10:30] = 5.0  # object 0 has a mask, object 1 is empty
+        refined = model._reprompt(feats, z_v, fidx, blob)
+        assert not torch.allclose(refined[0], blob[0])
+        assert torch.equal(refined[1], blob[1])
+        # and through decode_objects: one iteration changes the fused logits wherever a mask exists
+        with_mask = fused.clone()
+        with_mask[:, :, 20:40, 20:40] = 5.0
+        changed = model._reprompt(feats, z_v, fidx, with_mask)
+        assert not torch.allclose(changed, with_mask)
+
+
+def test_seg_count_mismatch_names_the_sample(make_model):
+    model = make_model("sa2va")
+    data = _data(model, n_obj=(1, 2))
+    data["masks"][1] = data["masks"][1][:1]
+    data["object_texts"][1] = data["object_texts"][1][:1]
+    with pytest.raises(ValueError, match=r"sample s1: 2 \[SEG\] token\(s\) but 1 object mask\(s\)"):
+        model(data, mode="loss")
+
+
+def test_batch_without_masks_gives_zero_gradients_without_running_sam2(make_model, monkeypatch):
+    model = make_model("desa2va")
+    data = _data(model, n_obj=(0, 0))
+    data["masks"] = [None, None]
+
+    def forbidden(*a, **k):
+        raise AssertionError("SAM-2 must not run on a batch without masks")
+    monkeypatch.setattr(model.grounding, "encode_frames", forbidden)
+    losses = model(data, mode="loss")
+    sum(losses.values()).backward()
+    seg = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("mllm.")]
+    assert seg and all(p.grad is not None and p.grad.abs().sum() == 0 for _, p in seg)
+
+
+def test_video_sample_shares_each_object_embedding_and_features_are_computed_once(make_model, monkeypatch):
+    model = make_model("desa2va")
+    data = _data(model, n_obj=(1, 2))
+    # sample 1 becomes a 3-frame clip with 2 objects
+    data["sam_images"][1] = torch.randn(3, 3, 256, 256)
+    data["masks"][1] = data["masks"][1].repeat(1, 3, 1, 1)
+    calls = []
+    real = model.grounding.encode_frames
+    monkeypatch.setattr(model.grounding, "encode_frames", lambda x: calls.append(x.shape[0]) or real(x))
+    decoded = []
+    real_decode = model.grounding.decode
+    monkeypatch.setattr(model.grounding, "decode",
+                        lambda feats, tokens, fidx, **k: decoded.append((tokens.detach(), fidx)) or real_decode(
+                            feats, tokens, fidx, **k))
+    model(data, mode="loss")
+    assert calls == [4]  # 1 + 3 frames, one encoder call for the whole batch
+    tokens, fidx = decoded[0]
+    assert fidx.tolist() == [0, 1, 2, 3, 1, 2, 3]  # obj of sample 0 on frame 0, then 2 objects x 3 frames
+    assert torch.equal(tokens[1], tokens[2]) and torch.equal(tokens[2], tokens[3])  # shared across frames
+    assert not torch.equal(tokens[3], tokens[4])
+
+
+def test_keyframe_indices():
+    assert keyframe_indices(100, "uniform", 5) == [10, 30, 50, 70, 90]
+    assert keyframe_indices(100, "first", 5) == [0, 1, 2, 3, 4]
+    assert keyframe_indices(3, "uniform", 5) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        keyframe_indices(10, "random", 5)
+
+
+def _script(model, tokens):
+    model.mllm.causal_lm.lm_head = ScriptedHead(tokens, len(model.mllm.tokenizer))
+
+
+def test_image_predict_masks_at_original_size_and_text_only_answers(make_model):
+    model = make_model("desa2va").eval()
+    tok = model.mllm.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    img = np.random.RandomState(0).randint(0, 255, (70, 90, 3), dtype=np.uint8)
+    _script(model, tok("Sure", add_special_tokens=False).input_ids + [model.mllm.seg_token_id] * 2 + [eos])
+    out = model.predict("Please segment the shapes.", image=img)
+    assert out["text"] == "Sure[SEG][SEG]" and len(out["masks"]) == 2
+    assert all(m.shape == (70, 90) and m.dtype == bool for m in out["masks"])
+    _script(model, tok("No", add_special_tokens=False).input_ids + [eos])
+    out = model.predict("Is there a dog?", image=img)
+    assert out == {"text": "No", "masks": []}
+    with pytest.raises(ValueError, match="exactly one of"):
+        model.predict("x")
+
+
+def test_video_predict_one_mask_per_frame_per_object(make_model):
+    model = make_model("desa2va", num_keyframes=2).eval()
+    eos = model.mllm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    frames = [np.random.RandomState(i).randint(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(9)]
+    _script(model, [model.mllm.seg_token_id, model.mllm.seg_token_id, eos])
+    seen = []
+    real = model.grounding.propagate_iter
+
+    def spy(*a, **k):
+        for f, ids, logits in real(*a, **k):
+            seen.append(f)
+            yield f, ids, logits
+    model.grounding.propagate_iter = spy
+    out = model.predict("Please segment the moving shapes.", frames=frames)
+    assert len(out["masks"]) == 2 and all(m.shape == (9, 48, 64) and m.dtype == bool for m in out["masks"])
+    assert seen[0] == 2 and sorted(seen) == list(range(9))  # from key frame 2 forward, then backward to 0
+    _script(model, [eos])
+    assert model.predict("What happens?", frames=frames)["masks"] == []
+
+
+def test_stage1_to_stage2_hand_off(make_model, tmp_path):
+    stage1 = make_model("text_pretrain")
+    with torch.no_grad():
+        for p in stage1.text_decoder.parameters():
+            p.add_(0.01)
+    path = str(tmp_path / "stage1.pth")
+    stage1.save_stage1(path)
+    assert set(torch.load(path)["state_dict"]) == set(stage1.stage1_state_dict())
+    stage2 = make_model("desa2va", stage1_checkpoint=path)
+    for k, v in stage1.stage1_state_dict().items():
+        assert torch.equal(stage2.state_dict()[k], v), k
+    fresh = make_model("desa2va")  # ablation: no stage 1, text decoder from SAM-2
+    assert not torch.equal(fresh.text_decoder.iou_token.weight, stage2.text_decoder.iou_token.weight)
+
+    sd = torch.load(path)["state_dict"]
+    partial = {k: v for k, v in sd.items() if not k.startswith("text_decoder.output_upscaling")}
+    torch.save({"state_dict": partial}, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match=r"lacks 6 .*text_decoder\.output_upscaling"):
+        make_model("desa2va", stage1_checkpoint=str(tmp_path / "partial.pth"))
+    other = dict(sd)
+    other["real_text_proj.proj.weight"] = torch.zeros(256, 896)
+    torch.save({"state_dict": other}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="another model size: its Linear\\(Real-Text\\) maps 896 -> 256"):
+        make_model("desa2va", stage1_checkpoint=str(tmp_path / "other.pth"))
+    with pytest.raises(CheckpointError, match="not found"):
+        make_model("desa2va", stage1_checkpoint=str(tmp_path / "absent.pth"))
+
+
+def test_text_embeddings_are_cached_and_adapter_free(make_model, monkeypatch):
+    model = make_model("desa2va")
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    e1 = model.text_embeddings(["the red circle", "the blue square"])
+    assert e1.shape == (2, model.mllm.hidden_size) and not torch.allclose(e1[0], e1[1])
+    calls = []
+    real = model.mllm.causal_lm.model.forward
+    monkeypatch.setattr(model.mllm.causal_lm.model, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert torch.equal(model.text_embeddings(["the blue square"])[0], e1[1]) and calls == []
+    # the same texts through the LLM without adapters (the stage-1 teacher), mean over tokens
+    tok = model.mllm.tokenizer
+    ids = torch.tensor([tok("the red circle", add_special_tokens=False).input_ids])
+    with model.mllm.language_model.disable_adapter(), torch.no_grad():
+        h = model.mllm.causal_lm.model(input_ids=ids).last_hidden_state[0].mean(0)
+    assert torch.allclose(e1[0], h, atol=1e-5)
