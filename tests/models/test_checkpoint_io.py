@@ -119,3 +119,20 @@ def test_sam2_checkpoint_errors(tiny_sam2_ckpt, tmp_path):
 
     with pytest.raises(CheckpointError, match="neither a file nor a config"):
         SAM2Grounding("no_such_config.yaml")
+
+
+def test_meta_built_model_equals_a_conventionally_built_one(make_mllm, tiny_mllm_path):
+    from projects.desa2va.models.mllm import read_internvl_config
+
+    m = make_mllm()
+    ref = InternVLMLLM.from_config(read_internvl_config(tiny_mllm_path))
+    ref.load_state_dict(read_safetensors_folder(tiny_mllm_path))
+    assert not any(t.is_meta for t in list(m.parameters()) + list(m.buffers()))
+    assert torch.equal(m.causal_lm.model.rotary_emb.inv_freq, ref.language_model.model.rotary_emb.inv_freq)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    with torch.no_grad():
+        a = m.causal_lm.model(input_ids=ids).last_hidden_state
+        b = ref.language_model.model(input_ids=ids).last_hidden_state
+        px = torch.randn(1, 3, 128, 128)
+        assert torch.allclose(m.extract_visual_tokens(px), ref.extract_visual_tokens(px), atol=1e-6)
+    assert torch.allclose(a, b, atol=1e-6)

@@ -30,7 +30,7 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from ...common import special_tokens as st
-from ..checkpoint_io import CheckpointError, load_state_dict_strict, read_safetensors_folder
+from ..checkpoint_io import CheckpointError, check_state_dict, read_safetensors_folder
 from .intern_vit import InternVisionConfig, InternVisionModel
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -114,11 +114,19 @@ class InternVLMLLM(nn.Module):
         super().__init__()
         self.model_path = model_path
         config = read_internvl_config(model_path)
-        self._build(config, attn_implementation)
         self.tokenizer = self._load_tokenizer(model_path)
+        dtype = DTYPES[torch_dtype] if isinstance(torch_dtype, str) else torch_dtype
         if load_weights:
-            load_state_dict_strict(self, read_safetensors_folder(model_path), source=model_path)
-        self.to(DTYPES[torch_dtype] if isinstance(torch_dtype, str) else torch_dtype)
+            # Build without allocating or initialising weights, then take the checkpoint's tensors.
+            state = read_safetensors_folder(model_path)
+            with torch.device("meta"):
+                self._build(config, attn_implementation)
+            check_state_dict(self, state, source=model_path)
+            self.load_state_dict(state, strict=True, assign=True)
+            self._rebuild_rotary()
+        else:
+            self._build(config, attn_implementation)
+        self.to(dtype)
         self._resolve_image_token_ids()
         self.add_grounding_tokens()
         self.configure_training(lora=lora, freeze_vision=freeze_vision, freeze_llm=freeze_llm,
@@ -154,6 +162,14 @@ class InternVLMLLM(nn.Module):
         self.language_model: nn.Module = Qwen2ForCausalLM(llm_cfg)
         self.hidden_size = d
         self.grounding_token_ids: List[int] = []
+
+    def _rebuild_rotary(self) -> None:
+        """Non-persistent buffers (RoPE inverse frequencies) are not in checkpoints: recompute them."""
+        lm = self.language_model
+        lm.model.rotary_emb = type(lm.model.rotary_emb)(config=lm.config)
+        left = [n for n, t in list(self.named_parameters()) + list(self.named_buffers()) if t.is_meta]
+        if left:
+            raise CheckpointError(f"{self.model_path}: tensors left uninitialised after loading: {left[:10]}")
 
     @staticmethod
     def _load_tokenizer(model_path: str):
