@@ -31,6 +31,7 @@ from projects.desa2va.models.mllm.arch_configs import tiny_internvl_config  # no
 SAM2_TINY_CONFIG = "sam2_tiny.yaml"
 MLLM_DIR = "InternVL2_5-tiny"
 SAM2_FILE = "sam2_tiny.pt"
+LLM_INIT_STD = 0.1
 
 # Qwen2's pre-tokenisation pattern (splits digits, words, punctuation, whitespace runs).
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -84,10 +85,16 @@ def write_internvl(out_dir: str, seed: int) -> str:
     cfg["llm_config"]["eos_token_id"] = tokenizer.convert_tokens_to_ids(st.IM_END)
     torch.manual_seed(seed)
     model = InternVLMLLM.from_config(cfg)
-    with torch.no_grad():  # InternViT's layer scales start at 0.1 in practice; keep activations tame
-        for layer in model.vision_model.encoder.layers:
+    with torch.no_grad():
+        for layer in model.vision_model.encoder.layers:  # InternViT's layer scales are ~0.1 in practice
             layer.ls1.fill_(0.1)
             layer.ls2.fill_(0.1)
+        # With transformers' default std 0.02 a random 128-d LLM attends almost uniformly, so the [SEG]
+        # states of different questions are near-identical (cosine ~0.98) and its logits too flat to
+        # express a confident answer. std 0.1 gives token-specific states (cosine ~0.4), like a trained LLM.
+        for p in model.language_model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, LLM_INIT_STD)
     write_safetensors_folder(model.state_dict(), folder)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)

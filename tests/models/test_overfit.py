@@ -25,7 +25,7 @@ def _overfit_referring(make_model, mode, steps):
 
 
 def test_sa2va_overfits_two_expressions(make_model):
-    _overfit_referring(make_model, "sa2va", steps=300)
+    _overfit_referring(make_model, "sa2va", steps=150)
 
 
 def test_desa2va_overfits_two_expressions(make_model):

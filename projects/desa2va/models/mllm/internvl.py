@@ -18,8 +18,6 @@ Responsibilities:
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -30,6 +28,8 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from ...common import special_tokens as st
+from ...common.internvl_config import ConfigError, read_internvl_config
+from ...common.tokenizer import add_grounding_tokens
 from ..checkpoint_io import CheckpointError, check_state_dict, read_safetensors_folder
 from .intern_vit import InternVisionConfig, InternVisionModel
 
@@ -54,25 +54,6 @@ class GenerationOutput:
     text: str                           # decoded answer, special tokens kept ([SEG] visible), eos removed
     token_ids: List[int]                # generated ids, eos removed
     seg_hidden: torch.Tensor            # (n_seg, d), one row per generated [SEG], in order
-
-
-def read_internvl_config(model_path: str) -> Dict[str, Any]:
-    path = os.path.join(model_path, "config.json")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"InternVL config not found: {path}")
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-    except Exception as e:
-        raise CheckpointError(f"cannot parse {path}: {e}") from e
-    for key in ("vision_config", "llm_config"):
-        if key not in cfg:
-            raise CheckpointError(f"{path} has no {key!r}: not an InternVL2.5 (internvl_chat) config")
-    archs = cfg["llm_config"].get("architectures") or []
-    if "Qwen2ForCausalLM" not in archs:
-        raise CheckpointError(f"{path}: llm_config.architectures={archs}; only Qwen2ForCausalLM "
-                              "(InternVL2.5-1B/4B) is supported")
-    return cfg
 
 
 def default_attn_implementation() -> str:
@@ -113,7 +94,10 @@ class InternVLMLLM(nn.Module):
                  attn_implementation: Optional[str] = None):
         super().__init__()
         self.model_path = model_path
-        config = read_internvl_config(model_path)
+        try:
+            config = read_internvl_config(model_path)
+        except ConfigError as e:
+            raise CheckpointError(str(e)) from e
         self.tokenizer = self._load_tokenizer(model_path)
         dtype = DTYPES[torch_dtype] if isinstance(torch_dtype, str) else torch_dtype
         if load_weights:
@@ -191,10 +175,7 @@ class InternVLMLLM(nn.Module):
 
     def add_grounding_tokens(self) -> List[int]:
         """Add [SEG], <p>, </p>, <vp>, </vp> once; returns the ids that were new."""
-        vocab = self.tokenizer.get_vocab()
-        new_tokens = [t for t in st.GROUNDING_TOKENS if t not in vocab]
-        if new_tokens:
-            self.tokenizer.add_tokens(new_tokens, special_tokens=True)
+        new_tokens = add_grounding_tokens(self.tokenizer)
         vocab = self.tokenizer.get_vocab()
         new_ids = [vocab[t] for t in new_tokens]
         self.grounding_token_ids = [vocab[t] for t in st.GROUNDING_TOKENS]

@@ -1,0 +1,1 @@
+"""Datasets: readers of every training/evaluation format, one conversation template, mixing, synthetic data."""

@@ -1,0 +1,182 @@
+"""The sample schema every reader returns, and the machinery they share.
+
+A reader implements `num_items()` and `load(i) -> RawSample` (files -> images/frames, conversation turns
+with `<image>` placeholders, boolean masks). `GroundingDataset.__getitem__` turns it into the sample:
+
+    input_ids (L,) long, labels (L,) long      ChatML conversation, labels on answers only
+    pixel_values (n_tiles, 3, s, s) | None      MLLM tiles (image: dynamic tiles + thumbnail; video: 1/frame)
+    num_tiles int
+    sam_images (T, 3, S, S) | None              SAM-2 frames (S = 1024 for real SAM-2)
+    masks (n_obj, T, H, W) bool | None          object k <-> the k-th [SEG] of the conversation
+    object_texts [n_obj] str | None             what names each object (text pre-training, alignment)
+    region_masks (n_vp, H, W) bool | None       visual prompts (<vp> regions)
+    kind 'image' | 'video' | 'text';  sample_id str
+
+Bad input: a missing or unreadable file, a corrupt mask, an unknown annotation id, a `[SEG]`/mask count
+mismatch or a sample over `max_length` raises `SampleError`. With `on_bad_sample='skip'` (training) it is
+logged with the sample id, counted in `self.skipped[reason]`, and a *random other* sample is returned;
+with `'raise'` the error propagates (evaluation never substitutes samples).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..common.chat_template import INTERNVL2_5_SYSTEM
+from ..common.image_processing import mllm_image_tiles, mllm_video_frames, sam2_frames
+from ..common.internvl_config import ImageGeometry, read_internvl_config
+from ..common.masks import MaskDecodeError
+from ..common.tokenizer import load_tokenizer
+from .template import ConversationEncoder, SampleError
+
+logger = logging.getLogger("desa2va.datasets")
+KINDS = ("image", "video", "text")
+
+
+@dataclass
+class RawSample:
+    sample_id: str
+    kind: str
+    turns: List[Tuple[str, str]]
+    images: List[Image.Image] = field(default_factory=list)   # 1 for an image, T frames for a video
+    masks: Optional[np.ndarray] = None                         # (n_obj, T, H, W) bool
+    object_texts: Optional[List[str]] = None
+    region_masks: Optional[np.ndarray] = None
+
+
+def open_image(path: str, sample_id: str) -> Image.Image:
+    if not os.path.isfile(path):
+        raise SampleError("missing_file", f"sample {sample_id}: image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as e:
+        raise SampleError("corrupt_image", f"sample {sample_id}: cannot read image {path}: {e}") from e
+
+
+class GroundingDataset(torch.utils.data.Dataset):
+    """Base class of the readers. `model_path` is the InternVL2.5 folder whose tokenizer and image
+    geometry the samples are built for; `sam_size` the SAM-2 input size."""
+
+    kind = "image"
+
+    def __init__(self, model_path: str, sam_size: int = 1024, max_length: int = 8192,
+                 system: Optional[str] = INTERNVL2_5_SYSTEM, on_bad_sample: str = "skip", seed: int = 0,
+                 max_retries: int = 50):
+        if on_bad_sample not in ("skip", "raise"):
+            raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
+        self.model_path = model_path
+        self.tokenizer = load_tokenizer(model_path)
+        self.geometry = ImageGeometry.from_config(read_internvl_config(model_path))
+        self.encoder = ConversationEncoder(self.tokenizer, max_length=max_length, system=system)
+        self.sam_size = sam_size
+        self.on_bad_sample = on_bad_sample
+        self.max_retries = max_retries
+        self.seed = seed
+        self.skipped: collections.Counter = collections.Counter()
+        self._rng = random.Random(seed)
+
+    # -- to implement
+    def num_items(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int, rng: random.Random) -> RawSample:
+        raise NotImplementedError
+
+    def kind_of(self, index: int) -> str:
+        """Sample kind without loading it (the sampler groups by it)."""
+        return self.kind
+
+    # -- shared
+    def __len__(self) -> int:
+        return self.num_items()
+
+    def rng_for(self, index: int) -> random.Random:
+        """Per-item randomness that differs between epochs and workers but is reproducible per seed."""
+        return random.Random(hash((self.seed, index, self._rng.random())))
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        return self.robust(index, lambda i: self.build(self.load(i, self.rng_for(i))))
+
+    def robust(self, index: int, fn):
+        tried = []
+        for _ in range(self.max_retries):
+            try:
+                return fn(index)
+            except (SampleError, MaskDecodeError) as e:
+                reason = getattr(e, "reason", "corrupt_mask")
+                if self.on_bad_sample == "raise":
+                    raise
+                self.skipped[reason] += 1
+                logger.warning("%s: skipped item %d (%s): %s", type(self).__name__, index, reason, e)
+                tried.append(index)
+                if len(self) < 2:
+                    break
+                index = self._rng.randrange(len(self) - 1)
+                index += index >= tried[-1]  # a random *other* sample
+        raise RuntimeError(f"{type(self).__name__}: {len(tried)} bad samples in a row (items {tried[:10]}); "
+                           f"skipped so far: {dict(self.skipped)}")
+
+    def build(self, raw: RawSample) -> Dict[str, Any]:
+        g = self.geometry
+        n_obj = 0 if raw.masks is None else int(raw.masks.shape[0])
+        if raw.object_texts is not None and len(raw.object_texts) != n_obj:
+            raise SampleError("text_mask_mismatch", f"sample {raw.sample_id}: {len(raw.object_texts)} texts "
+                                                    f"for {n_obj} masks")
+        pixel_values = sam_images = None
+        tokens: List[int] = []
+        if raw.kind == "image":
+            pixel_values = mllm_image_tiles(raw.images[0], g.tile_size, g.min_tiles, g.max_tiles, g.use_thumbnail)
+            tokens = [pixel_values.shape[0] * g.num_image_token]
+        elif raw.kind == "video":
+            pixel_values = mllm_video_frames(raw.images, g.tile_size)
+            tokens = [g.num_image_token] * len(raw.images)
+        elif raw.kind != "text":
+            raise ValueError(f"unknown sample kind {raw.kind!r}")
+        ids, labels = self.encoder.encode(raw.turns, tokens, num_masks=n_obj, sample_id=raw.sample_id)
+        if n_obj:
+            sam_images = sam2_frames(raw.images, self.sam_size)
+            if raw.masks.shape[1] != len(raw.images):
+                raise SampleError("frame_mismatch", f"sample {raw.sample_id}: masks for {raw.masks.shape[1]} "
+                                                    f"frame(s), {len(raw.images)} image(s)")
+        return {
+            "input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long),
+            "pixel_values": pixel_values, "num_tiles": 0 if pixel_values is None else int(pixel_values.shape[0]),
+            "sam_images": sam_images,
+            "masks": None if not n_obj else torch.from_numpy(np.ascontiguousarray(raw.masks, dtype=bool)),
+            "object_texts": raw.object_texts if n_obj else None,
+            "region_masks": None if raw.region_masks is None else torch.from_numpy(raw.region_masks.astype(bool)),
+            "kind": raw.kind, "sample_id": raw.sample_id,
+        }
+
+
+def collate(samples: Sequence[Dict[str, Any]], pad_token_id: int = 0) -> Dict[str, Any]:
+    """Pad tokens (right), concatenate tiles, keep objects and frames as per-sample lists.
+
+    Returns xtuner's layout, `{'data': batch, 'data_samples': None}`, which mmengine passes to
+    `DeSa2VAModel.forward(data, data_samples, mode)`."""
+    length = max(s["input_ids"].shape[0] for s in samples)
+    n = len(samples)
+    input_ids = torch.full((n, length), pad_token_id, dtype=torch.long)
+    labels = torch.full((n, length), -100, dtype=torch.long)
+    attention_mask = torch.zeros(n, length, dtype=torch.long)
+    for i, s in enumerate(samples):
+        k = s["input_ids"].shape[0]
+        input_ids[i, :k], labels[i, :k], attention_mask[i, :k] = s["input_ids"], s["labels"], 1
+    tiles = [s["pixel_values"] for s in samples if s["pixel_values"] is not None]
+    batch = {
+        "input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
+        "pixel_values": torch.cat(tiles) if tiles else None, "num_tiles": [s["num_tiles"] for s in samples],
+        "sam_images": [s["sam_images"] for s in samples], "masks": [s["masks"] for s in samples],
+        "object_texts": [s["object_texts"] for s in samples], "region_masks": [s["region_masks"] for s in samples],
+        "kind": [s["kind"] for s in samples], "sample_ids": [s["sample_id"] for s in samples],
+    }
+    return {"data": batch, "data_samples": None}
