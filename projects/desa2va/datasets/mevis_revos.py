@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 from typing import Dict, List, Optional
 
@@ -35,6 +36,20 @@ def read_json(path: str):
         raise ValueError(f"cannot parse annotation file {path}: {e}") from e
 
 
+def read_mask_file(path: str) -> Dict[str, list]:
+    """`mask_dict.json` (MeViS, ReVOS) or `mask_dict.pkl` (Ref-YouTube-VOS): {anno_id: [RLE | None per frame]}."""
+    if path.endswith(".pkl"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"annotation file not found: {path}")
+        try:
+            with open(path, "rb") as f:
+                masks = pickle.load(f)
+        except Exception as e:
+            raise ValueError(f"cannot read mask pickle {path}: {e}") from e
+        return {str(k): v for k, v in masks.items()}
+    return read_json(path)
+
+
 class RefVOSDataset(GroundingDataset):
     """MeViS / ReVOS layout. `mask_file=None` for splits without ground truth (MeViS valid)."""
 
@@ -50,8 +65,8 @@ class RefVOSDataset(GroundingDataset):
             raise ValueError("training needs a mask file (mask_file=None is for splits without ground truth)")
         self.frames_root = os.path.join(data_root, frames_dir)
         self.mode, self.num_frames, self.max_objects = mode, num_frames, max_objects
-        videos = read_json(os.path.join(data_root, expression_file))["videos"]
-        masks: Dict[str, list] = read_json(os.path.join(data_root, mask_file)) if mask_file else {}
+        videos = self.expression_annotations(read_json(os.path.join(data_root, expression_file))["videos"])
+        masks: Dict[str, list] = read_mask_file(os.path.join(data_root, mask_file)) if mask_file else {}
         self.has_masks = bool(mask_file)
         anno_ids = sorted({str(a) for v in videos.values() for e in v["expressions"].values() for a in e.get("anno_id", [])})
         self.anno_index = {a: i for i, a in enumerate(anno_ids)}
@@ -74,6 +89,10 @@ class RefVOSDataset(GroundingDataset):
             else:
                 items += [dict(base, expressions=[e]) for e in exps]
         self.items = PackedRecords(items)
+
+    def expression_annotations(self, videos: dict) -> dict:
+        """Hook: MeViS/ReVOS expressions name their anno_ids; other layouts assign them here."""
+        return videos
 
     def num_items(self) -> int:
         return len(self.items)

@@ -1,0 +1,59 @@
+"""ChatUniVi video QA (`video_datas/chat_univi/video_chat.json`, videos under `Activity_Videos/`).
+
+`[{"video", "conversations": [{"from": "human"|"gpt", "value"}]}]`. Frames are sampled one per equal
+segment (random within it for training), so a clip always has exactly `num_frames` frames, the number
+the prompt announces; the `<video>` (or single `<image>`) placeholder becomes one `<image>` per frame.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+
+from ..common import special_tokens as st
+from .base import GroundingDataset, RawSample
+from .records import PackedRecords
+from .template import SampleError
+from .video_io import open_video, read_frames, segment_indices
+
+VIDEO_PLACEHOLDER = "<video>"
+
+
+class ChatUniViDataset(GroundingDataset):
+    kind = "video"
+
+    def __init__(self, data_file: str, video_folder: str, num_frames: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        if not os.path.isfile(data_file):
+            raise FileNotFoundError(f"annotation file not found: {data_file}")
+        try:
+            with open(data_file) as f:
+                data = json.load(f)
+        except Exception as e:
+            raise ValueError(f"cannot parse annotation file {data_file}: {e}") from e
+        self.video_folder, self.num_frames = video_folder, num_frames
+        self.items = PackedRecords(data)
+
+    def num_items(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int, rng: random.Random) -> RawSample:
+        d = self.items[index]
+        sid = str(d.get("id", d.get("video", index)))
+        conv = d.get("conversations") or []
+        if len(conv) < 2 or len(conv) % 2:
+            raise SampleError("bad_conversation", f"sample {sid}: {len(conv)} messages; expected human/gpt pairs")
+        frames_text = st.IMAGE_PLACEHOLDER * self.num_frames
+        turns = []
+        for i in range(0, len(conv), 2):
+            q, a = conv[i]["value"], conv[i + 1]["value"]
+            q = q.replace(VIDEO_PLACEHOLDER, frames_text)
+            if q.count(st.IMAGE_PLACEHOLDER) == 1:
+                q = q.replace(st.IMAGE_PLACEHOLDER, frames_text)
+            turns.append((q, a))
+        if sum(q.count(st.IMAGE_PLACEHOLDER) for q, _ in turns) == 0:
+            turns[0] = (frames_text + "\n" + turns[0][0], turns[0][1])
+        path = os.path.join(self.video_folder, d["video"])
+        reader = open_video(path, sid)
+        frames = read_frames(reader, segment_indices(len(reader), self.num_frames, rng), path, sid)
+        return RawSample(sample_id=sid, kind="video", images=frames, turns=turns)
