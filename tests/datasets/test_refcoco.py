@@ -5,7 +5,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -146,5 +145,5 @@ def test_unknown_annotation_and_corrupt_rle(refcoco, tiny_mllm_path):
 
 
 def test_missing_annotation_file_names_the_path(tmp_path, tiny_mllm_path):
-    with pytest.raises(FileNotFoundError, match="refs file not found: .*refs\\(unc\\).p"):
+    with pytest.raises(FileNotFoundError, match="annotation file not found: .*refs\\(unc\\).p"):
         RefCOCODataset(data_root=str(tmp_path), image_folder=str(tmp_path), model_path=tiny_mllm_path)

@@ -20,8 +20,10 @@ with `'raise'` the error propagates (evaluation never substitutes samples).
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
+import pickle
 import random
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -38,7 +40,6 @@ from ..common.tokenizer import load_tokenizer
 from .template import ConversationEncoder, SampleError
 
 logger = logging.getLogger("desa2va.datasets")
-KINDS = ("image", "video", "text")
 
 
 @dataclass
@@ -50,6 +51,27 @@ class RawSample:
     masks: Optional[np.ndarray] = None                         # (n_obj, T, H, W) bool
     object_texts: Optional[List[str]] = None
     region_masks: Optional[np.ndarray] = None
+
+
+def read_json(path: str):
+    """An annotation file; a missing or unparsable file is an error naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except Exception as e:
+        raise ValueError(f"cannot parse annotation file {path}: {e}") from e
+
+
+def read_pickle(path: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception as e:
+        raise ValueError(f"cannot read annotation pickle {path}: {e}") from e
 
 
 def open_image(path: str, sample_id: str) -> Image.Image:

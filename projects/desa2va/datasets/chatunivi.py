@@ -6,14 +6,13 @@ the prompt announces; the `<video>` (or single `<image>`) placeholder becomes on
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 
 from ..common import special_tokens as st
-from .base import GroundingDataset, RawSample
+from .base import GroundingDataset, RawSample, read_json
 from .records import PackedRecords
-from .template import SampleError
+from .template import pair_turns
 from .video_io import open_video, read_frames, segment_indices
 
 VIDEO_PLACEHOLDER = "<video>"
@@ -24,13 +23,7 @@ class ChatUniViDataset(GroundingDataset):
 
     def __init__(self, data_file: str, video_folder: str, num_frames: int = 5, **kwargs):
         super().__init__(**kwargs)
-        if not os.path.isfile(data_file):
-            raise FileNotFoundError(f"annotation file not found: {data_file}")
-        try:
-            with open(data_file) as f:
-                data = json.load(f)
-        except Exception as e:
-            raise ValueError(f"cannot parse annotation file {data_file}: {e}") from e
+        data = read_json(data_file)
         self.video_folder, self.num_frames = video_folder, num_frames
         self.items = PackedRecords(data)
 
@@ -40,13 +33,9 @@ class ChatUniViDataset(GroundingDataset):
     def load(self, index: int, rng: random.Random) -> RawSample:
         d = self.items[index]
         sid = str(d.get("id", d.get("video", index)))
-        conv = d.get("conversations") or []
-        if len(conv) < 2 or len(conv) % 2:
-            raise SampleError("bad_conversation", f"sample {sid}: {len(conv)} messages; expected human/gpt pairs")
         frames_text = st.IMAGE_PLACEHOLDER * self.num_frames
         turns = []
-        for i in range(0, len(conv), 2):
-            q, a = conv[i]["value"], conv[i + 1]["value"]
+        for q, a in pair_turns(d.get("conversations") or [], sid):
             q = q.replace(VIDEO_PLACEHOLDER, frames_text)
             if q.count(st.IMAGE_PLACEHOLDER) == 1:
                 q = q.replace(st.IMAGE_PLACEHOLDER, frames_text)

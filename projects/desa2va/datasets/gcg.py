@@ -14,7 +14,6 @@ later span is dropped), masks in the same order; a phrase's masks are combined a
 from __future__ import annotations
 
 import collections
-import json
 import os
 import random
 from typing import List, Tuple
@@ -23,7 +22,7 @@ import numpy as np
 
 from ..common import special_tokens as st
 from ..common.masks import decode_segmentation, union
-from .base import GroundingDataset, RawSample, open_image
+from .base import GroundingDataset, RawSample, open_image, read_json
 from .records import PackedRecords
 from .template import SampleError
 
@@ -54,13 +53,7 @@ class GCGDataset(GroundingDataset):
         super().__init__(**kwargs)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if not os.path.isfile(annotation_file):
-            raise FileNotFoundError(f"annotation file not found: {annotation_file}")
-        try:
-            with open(annotation_file) as f:
-                data = json.load(f)
-        except Exception as e:
-            raise ValueError(f"cannot parse annotation file {annotation_file}: {e}") from e
+        data = read_json(annotation_file)
         self.image_folder = image_folder
         self.dropped_phrases = 0
         self.items = PackedRecords(getattr(self, f"_index_{'grandf' if layout == 'openpsg' else layout}")(data))

@@ -6,26 +6,19 @@ the first question when the text has none); a sample without an image must have 
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 
 from ..common import special_tokens as st
-from .base import GroundingDataset, RawSample, open_image
+from .base import GroundingDataset, RawSample, open_image, read_json
 from .records import PackedRecords
-from .template import SampleError
+from .template import SampleError, pair_turns
 
 
 class LLaVADataset(GroundingDataset):
     def __init__(self, data_file: str, image_folder: str = "", **kwargs):
         super().__init__(**kwargs)
-        if not os.path.isfile(data_file):
-            raise FileNotFoundError(f"annotation file not found: {data_file}")
-        try:
-            with open(data_file) as f:
-                data = json.load(f)
-        except Exception as e:
-            raise ValueError(f"cannot parse annotation file {data_file}: {e}") from e
+        data = read_json(data_file)
         self.image_folder = image_folder
         self.items = PackedRecords(data)
         self._kinds = bytes(1 if d.get("image") else 0 for d in data)
@@ -39,14 +32,7 @@ class LLaVADataset(GroundingDataset):
     def load(self, index: int, rng: random.Random) -> RawSample:
         d = self.items[index]
         sid = str(d.get("id", index))
-        conv = d.get("conversations") or []
-        if len(conv) < 2 or len(conv) % 2:
-            raise SampleError("bad_conversation", f"sample {sid}: {len(conv)} messages; expected human/gpt pairs")
-        turns = []
-        for i in range(0, len(conv), 2):
-            if conv[i].get("from") != "human" or conv[i + 1].get("from") != "gpt":
-                raise SampleError("bad_conversation", f"sample {sid}: message {i} is not a human/gpt pair")
-            turns.append((conv[i]["value"], conv[i + 1]["value"]))
+        turns = pair_turns(d.get("conversations") or [], sid)
         n_placeholders = sum(q.count(st.IMAGE_PLACEHOLDER) + a.count(st.IMAGE_PLACEHOLDER) for q, a in turns)
         if d.get("image"):
             if n_placeholders == 0:

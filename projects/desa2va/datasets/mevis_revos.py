@@ -12,41 +12,22 @@ on a frame is the boolean union of its anno_ids' masks.
 """
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import random
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from ..common.masks import decode_segmentation, union
-from .base import GroundingDataset, RawSample, open_image
+from .base import GroundingDataset, RawSample, open_image, read_json, read_pickle
 from .records import PackedRecords
 from .template import SampleError, referring_turns
-
-
-def read_json(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except Exception as e:
-        raise ValueError(f"cannot parse annotation file {path}: {e}") from e
 
 
 def read_mask_file(path: str) -> Dict[str, list]:
     """`mask_dict.json` (MeViS, ReVOS) or `mask_dict.pkl` (Ref-YouTube-VOS): {anno_id: [RLE | None per frame]}."""
     if path.endswith(".pkl"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"annotation file not found: {path}")
-        try:
-            with open(path, "rb") as f:
-                masks = pickle.load(f)
-        except Exception as e:
-            raise ValueError(f"cannot read mask pickle {path}: {e}") from e
-        return {str(k): v for k, v in masks.items()}
+        return {str(k): v for k, v in read_pickle(path).items()}
     return read_json(path)
 
 

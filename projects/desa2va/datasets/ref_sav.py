@@ -15,8 +15,7 @@ import random
 import numpy as np
 
 from ..common.masks import decode_segmentation
-from .base import GroundingDataset, RawSample
-from .mevis_revos import read_json
+from .base import GroundingDataset, RawSample, read_json
 from .records import PackedRecords
 from .template import SampleError, referring_turns
 from .video_io import open_video, read_frames

@@ -10,9 +10,7 @@ Files (`data/ref_seg/<name>/`): `instances.json` (COCO: images, annotations with
 """
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import random
 from collections import OrderedDict
 from typing import List, Optional
@@ -20,35 +18,19 @@ from typing import List, Optional
 import numpy as np
 
 from ..common.masks import decode_segmentation
-from .base import GroundingDataset, RawSample, open_image
+from .base import GroundingDataset, RawSample, open_image, read_json, read_pickle
 from .records import PackedRecords
 from .template import SampleError, referring_turns
 
 REFS_FILES = {"refcoco": "refs(unc).p", "refcoco+": "refs(unc).p", "refcocog": "refs(umd).p"}
 
 
-def _load_json(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except Exception as e:
-        raise ValueError(f"cannot parse annotation file {path}: {e}") from e
-
-
 def load_refer(data_root: str, refs_file: Optional[str] = None, instances_file: str = "instances.json"):
     """(refs list, {image_id: image dict}, {ann_id: annotation dict}) of a refer-API folder."""
     name = os.path.basename(os.path.normpath(data_root))
     refs_path = os.path.join(data_root, refs_file or REFS_FILES.get(name, "refs(unc).p"))
-    if not os.path.isfile(refs_path):
-        raise FileNotFoundError(f"refs file not found: {refs_path}")
-    try:
-        with open(refs_path, "rb") as f:
-            refs = pickle.load(f)
-    except Exception as e:
-        raise ValueError(f"cannot read refs pickle {refs_path}: {e}") from e
-    inst = _load_json(os.path.join(data_root, instances_file))
+    refs = read_pickle(refs_path)
+    inst = read_json(os.path.join(data_root, instances_file))
     images = {im["id"]: im for im in inst["images"]}
     anns = {a["id"]: a for a in inst["annotations"]}
     return refs, images, anns

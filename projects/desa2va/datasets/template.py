@@ -43,6 +43,20 @@ class SampleError(Exception):
         self.reason = reason
 
 
+def pair_turns(conversations: Sequence[dict], sample_id: str) -> List[Tuple[str, str]]:
+    """LLaVA-style [{"from": "human"|"gpt", "value"}] -> [(question, answer)]."""
+    if len(conversations) < 2 or len(conversations) % 2:
+        raise SampleError("bad_conversation", f"sample {sample_id}: {len(conversations)} messages; "
+                                              "expected human/gpt pairs")
+    turns = []
+    for i in range(0, len(conversations), 2):
+        q, a = conversations[i], conversations[i + 1]
+        if q.get("from") != "human" or a.get("from") != "gpt":
+            raise SampleError("bad_conversation", f"sample {sample_id}: message {i} is not a human/gpt pair")
+        turns.append((q["value"], a["value"]))
+    return turns
+
+
 def referring_turns(phrases: Sequence[str], rng: random.Random, video: bool = False,
                     image_prefix: str = st.IMAGE_PLACEHOLDER + "\n") -> List[Tuple[str, str]]:
     """One question/answer turn per referred object (each answer holds one [SEG]); the image

@@ -23,7 +23,7 @@ import copy
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
