@@ -106,3 +106,12 @@ def resize_logits(logits: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     flat = logits.reshape(-1, 1, *logits.shape[-2:]).float()
     out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
     return out.reshape(*lead, *size)
+
+
+def region_token_cells(mask: np.ndarray, grid: int) -> np.ndarray:
+    """The cells of the `grid` x `grid` visual-token map that a region prompt covers: every cell holding
+    at least one pixel of the (H, W) bool mask. Datasets use it to count a region's `<IMG_CONTEXT>`
+    tokens and the model to pick their visual features, so both agree by construction."""
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    cover = F.adaptive_max_pool2d(m, (grid, grid))[0, 0] > 0
+    return cover.numpy()

@@ -9,7 +9,9 @@ with `<image>` placeholders, boolean masks). `GroundingDataset.__getitem__` turn
     sam_images (T, 3, S, S) | None              SAM-2 frames (S = 1024 for real SAM-2)
     masks (n_obj, T, H, W) bool | None          object k <-> the k-th [SEG] of the conversation
     object_texts [n_obj] str | None             what names each object (text pre-training, alignment)
-    region_masks (n_vp, H, W) bool | None       visual prompts (<vp> regions)
+    region_masks (n_vp, H, W) bool | None       visual prompts: region k's `<vp> <IMG_CONTEXT> x K_k </vp>`
+                                                block takes the features of the K_k token-grid cells it covers
+                                                on the image's single tile
     kind 'image' | 'video' | 'text';  sample_id str
 
 Bad input: a missing or unreadable file, a corrupt mask, an unknown annotation id, a `[SEG]`/mask count
@@ -155,7 +157,11 @@ class GroundingDataset(torch.utils.data.Dataset):
                                                     f"for {n_obj} masks")
         pixel_values = sam_images = None
         tokens: List[int] = []
-        if raw.kind == "image":
+        if raw.kind == "image" and raw.region_masks is not None:
+            # visual prompts index the token grid of one whole-image tile
+            pixel_values = mllm_image_tiles(raw.images[0], g.tile_size, 1, 1, False)
+            tokens = [g.num_image_token]
+        elif raw.kind == "image":
             pixel_values = mllm_image_tiles(raw.images[0], g.tile_size, g.min_tiles, g.max_tiles, g.use_thumbnail)
             tokens = [pixel_values.shape[0] * g.num_image_token]
         elif raw.kind == "video":

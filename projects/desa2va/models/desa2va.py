@@ -272,7 +272,8 @@ class DeSa2VAModel(BaseModel):
 
     def _instruction_loss(self, data: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         out = self.mllm(data["input_ids"], attention_mask=data.get("attention_mask"), labels=data.get("labels"),
-                        pixel_values=data.get("pixel_values"), num_tiles=data.get("num_tiles"))
+                        pixel_values=data.get("pixel_values"), num_tiles=data.get("num_tiles"),
+                        region_masks=data.get("region_masks"))
         w = self.weights
         losses = {"loss_lm": w["lm"] * out.loss if out.loss is not None else self._zero_term()}
         bsz = data["input_ids"].shape[0]

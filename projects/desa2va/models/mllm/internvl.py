@@ -28,6 +28,7 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from ...common import special_tokens as st
+from ...common.image_processing import region_token_cells
 from ...common.internvl_config import ConfigError, read_internvl_config
 from ...common.tokenizer import add_grounding_tokens
 from ..checkpoint_io import CheckpointError, check_state_dict, read_safetensors_folder
@@ -180,6 +181,7 @@ class InternVLMLLM(nn.Module):
         new_ids = [vocab[t] for t in new_tokens]
         self.grounding_token_ids = [vocab[t] for t in st.GROUNDING_TOKENS]
         self.seg_token_id = vocab[st.SEG]
+        self.vp_start_id, self.vp_end_id = vocab[st.VP_START], vocab[st.VP_END]
         if new_ids:
             self._init_new_rows(new_ids)
         return new_ids
@@ -261,14 +263,21 @@ class InternVLMLLM(nn.Module):
         return self.mlp1(x.reshape(n, -1, x.shape[-1]))
 
     def build_inputs_embeds(self, input_ids: torch.Tensor, pixel_values: Optional[torch.Tensor] = None,
-                            num_tiles: Optional[Sequence[int]] = None) -> torch.Tensor:
+                            num_tiles: Optional[Sequence[int]] = None,
+                            region_masks: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
         """Token embeddings with `<IMG_CONTEXT>` positions replaced by visual tokens, in order.
 
+        `<IMG_CONTEXT>` tokens inside `<vp> ... </vp>` are region (visual prompt) tokens: region k of a
+        sample (region_masks[b][k], (H, W) bool) takes the visual tokens of the cells it covers on its
+        single tile's token grid (`region_token_cells`), row-major, regions in order.
         A count mismatch is an ImageTokenMismatchError (never silently patched); with `num_tiles`
         (tiles per sample) it names the sample.
         """
         embeds = self.get_input_embeddings()(input_ids)
         ctx = input_ids == self.img_context_token_id
+        depth = torch.cumsum((input_ids == self.vp_start_id).int(), 1) - torch.cumsum((input_ids == self.vp_end_id).int(), 1)
+        in_region = ctx & (depth > 0)
+        ctx = ctx & ~in_region
         n_tiles = 0 if pixel_values is None else int(pixel_values.shape[0])
         if num_tiles is not None:
             if sum(num_tiles) != n_tiles:
@@ -284,21 +293,49 @@ class InternVLMLLM(nn.Module):
             raise ImageTokenMismatchError(f"{n_ctx} {st.IMG_CONTEXT} tokens in the batch but {n_tiles} tile(s) x "
                                           f"{self.num_image_token} = {n_tiles * self.num_image_token} visual tokens")
         if n_tiles == 0:
+            if bool(in_region.any()):
+                raise ImageTokenMismatchError("region tokens without an image")
             return embeds
         vis = self.extract_visual_tokens(pixel_values).to(embeds.dtype)
-        return embeds.masked_scatter(ctx.unsqueeze(-1), vis.reshape(-1, vis.shape[-1]))
+        embeds = embeds.masked_scatter(ctx.unsqueeze(-1), vis.reshape(-1, vis.shape[-1]))
+        if bool(in_region.any()):
+            embeds = embeds.masked_scatter(in_region.unsqueeze(-1), self._region_tokens(vis, in_region, num_tiles,
+                                                                                        region_masks))
+        return embeds
+
+    def _region_tokens(self, vis, in_region, num_tiles, region_masks) -> torch.Tensor:
+        grid = int(round(self.num_image_token ** 0.5))
+        if num_tiles is None or region_masks is None:
+            raise ImageTokenMismatchError("region tokens (<vp> ... </vp>) need num_tiles and region_masks")
+        first_tile = [sum(num_tiles[:b]) for b in range(len(num_tiles))]
+        feats = []
+        for b, n in enumerate(in_region.sum(1).tolist()):
+            if n == 0:
+                continue
+            masks = region_masks[b]
+            if masks is None or num_tiles[b] != 1:
+                raise ImageTokenMismatchError(f"sample {b}: region tokens need region_masks and exactly one tile "
+                                              f"(got {num_tiles[b]})")
+            tile = vis[first_tile[b]].reshape(grid, grid, -1)
+            cells = [torch.from_numpy(region_token_cells(m.cpu().numpy(), grid)).to(tile.device) for m in masks]
+            if sum(int(c.sum()) for c in cells) != n:
+                raise ImageTokenMismatchError(f"sample {b}: {n} region tokens but its {len(cells)} region mask(s) "
+                                              f"cover {sum(int(c.sum()) for c in cells)} cells of the {grid}x{grid} grid")
+            feats += [tile[c] for c in cells]
+        return torch.cat(feats)
 
     # ------------------------------------------------------------------ training forward
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
                 labels: Optional[torch.Tensor] = None, pixel_values: Optional[torch.Tensor] = None,
                 num_tiles: Optional[Sequence[int]] = None, position_ids: Optional[torch.Tensor] = None,
+                region_masks: Optional[Sequence[Optional[torch.Tensor]]] = None,
                 return_hidden_states: bool = False) -> MLLMOutput:
         """input_ids/labels (B, L), pixel_values (N_tiles, 3, S, S) of all samples in order.
 
         The LM loss is computed only where labels != -100 (logits are never materialised for prompt
         tokens, which matters with a 150k vocabulary).
         """
-        embeds = self.build_inputs_embeds(input_ids, pixel_values, num_tiles)
+        embeds = self.build_inputs_embeds(input_ids, pixel_values, num_tiles, region_masks)
         h = self.causal_lm.model(inputs_embeds=embeds, attention_mask=attention_mask,
                                  position_ids=position_ids, use_cache=False).last_hidden_state
         loss = None
@@ -317,14 +354,17 @@ class InternVLMLLM(nn.Module):
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, pixel_values: Optional[torch.Tensor] = None,
-                 max_new_tokens: int = 128) -> GenerationOutput:
+                 max_new_tokens: int = 128, region_masks: Optional[Sequence[torch.Tensor]] = None
+                 ) -> GenerationOutput:
         """Greedy decoding of one prompt (input_ids (1, L)) with a KV cache."""
         if input_ids.dim() != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"generate takes one prompt, input_ids of shape (1, L); got {tuple(input_ids.shape)}")
         backbone, head = self.causal_lm.model, self.causal_lm.lm_head
         embed = self.get_input_embeddings()
         cache = DynamicCache()
-        h = backbone(inputs_embeds=self.build_inputs_embeds(input_ids, pixel_values),
+        n_tiles = [0 if pixel_values is None else int(pixel_values.shape[0])]
+        h = backbone(inputs_embeds=self.build_inputs_embeds(input_ids, pixel_values, n_tiles,
+                                                            None if region_masks is None else [region_masks]),
                      past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
         tokens: List[int] = []
         seg_states: List[torch.Tensor] = []
