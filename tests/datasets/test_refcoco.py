@@ -147,3 +147,16 @@ def test_unknown_annotation_and_corrupt_rle(refcoco, tiny_mllm_path):
 def test_missing_annotation_file_names_the_path(tmp_path, tiny_mllm_path):
     with pytest.raises(FileNotFoundError, match="annotation file not found: .*refs\\(unc\\).p"):
         RefCOCODataset(data_root=str(tmp_path), image_folder=str(tmp_path), model_path=tiny_mllm_path)
+
+
+def test_over_long_sample_is_skipped_and_counted_never_truncated(refcoco, tiny_mllm_path):
+    strict = _ds(refcoco, tiny_mllm_path, split="val", mode="eval", system=None)
+    lengths = [strict[i]["input_ids"].numel() for i in range(2)]  # "the ring", "a square ring"
+    assert lengths[0] < lengths[1]
+    ds = _ds(refcoco, tiny_mllm_path, split="val", mode="eval", system=None, max_length=lengths[0])
+    s = ds[1]
+    assert s["object_texts"] == ["the ring"] and s["input_ids"].numel() == lengths[0]  # replaced, not cut
+    assert ds.skipped["too_long"] == 1
+    with pytest.raises(SampleError, match="tokens > max_length"):
+        _ds(refcoco, tiny_mllm_path, split="val", mode="eval", system=None, max_length=lengths[0],
+            on_bad_sample="raise")[1]
