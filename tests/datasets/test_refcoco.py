@@ -150,13 +150,17 @@ def test_missing_annotation_file_names_the_path(tmp_path, tiny_mllm_path):
 
 
 def test_over_long_sample_is_skipped_and_counted_never_truncated(refcoco, tiny_mllm_path):
-    strict = _ds(refcoco, tiny_mllm_path, split="val", mode="eval", system=None)
-    lengths = [strict[i]["input_ids"].numel() for i in range(2)]  # "the ring", "a square ring"
-    assert lengths[0] < lengths[1]
-    ds = _ds(refcoco, tiny_mllm_path, split="val", mode="eval", system=None, max_length=lengths[0])
+    root = refcoco["root"]
+    with open(f"{root}/refs(unc).p", "rb") as f:
+        refs = pickle.load(f)
+    refs.append({"ref_id": 5, "ann_id": 12, "image_id": 2, "split": "testB", "sentences": [{"sent": "the ring"}]})
+    refs.append({"ref_id": 6, "ann_id": 12, "image_id": 2, "split": "testB",
+                 "sentences": [{"sent": "the " + "very " * 300 + "square ring"}]})
+    with open(f"{root}/refs(unc).p", "wb") as f:
+        pickle.dump(refs, f)
+    ds = _ds(refcoco, tiny_mllm_path, split="testB", mode="eval", max_length=400)
     s = ds[1]
-    assert s["object_texts"] == ["the ring"] and s["input_ids"].numel() == lengths[0]  # replaced, not cut
+    assert s["object_texts"] == ["the ring"] and s["input_ids"].numel() <= 400  # replaced, not cut
     assert ds.skipped["too_long"] == 1
-    with pytest.raises(SampleError, match="tokens > max_length"):
-        _ds(refcoco, tiny_mllm_path, split="val", mode="eval", system=None, max_length=lengths[0],
-            on_bad_sample="raise")[1]
+    with pytest.raises(SampleError, match="tokens > max_length 400"):
+        _ds(refcoco, tiny_mllm_path, split="testB", mode="eval", max_length=400, on_bad_sample="raise")[1]
