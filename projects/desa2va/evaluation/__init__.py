@@ -1,0 +1,1 @@
+"""Evaluation: metrics (exact toolkit conventions), per-benchmark scripts, distributed sharding."""

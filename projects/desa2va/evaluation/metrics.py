@@ -1,0 +1,131 @@
+"""Segmentation metrics on boolean numpy arrays, with the standard toolkits' exact conventions.
+
+- `region_similarity(pred, gt)`: J of one frame, |P & G| / |P | G|, 1 when both are empty
+  (davis2017-evaluation's `db_eval_iou`).
+- `boundary_f_measure(pred, gt)`: F of one frame (davis2017-evaluation's `f_measure`): boundaries by
+  the `seg2bmap` rule, matched within `ceil(0.008 * ||(H, W)||)` pixels (disk dilation); precision
+  1 and recall 0 when only the prediction's boundary is empty, precision 0 and recall 1 when only the
+  ground truth's is, both 1 when both are; F = 2PR / (P + R), 0 when P + R = 0.
+- `j_and_f(pred_frames, gt_frames)`: per expression, the means over frames of J and F.
+- `ciou_giou(preds, gts)`: cIoU = sum |P & G| / sum |P | G| over expressions; gIoU = mean per-expression
+  IoU (1 when both empty). A missing prediction (None) counts as an empty mask: I = 0, U = |G|.
+- `pixel_accuracy`, `robustness`: ReVOS's A (mean over frames of the fraction of correct pixels) and R
+  (mean over frames of max(0, 1 - |P \\ G| / |U|), U = the video's annotated foreground, the union of
+  all its objects over all frames).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+BOUNDARY_TOLERANCE = 0.008
+
+
+def _bool(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x).astype(bool)
+
+
+def region_similarity(pred: np.ndarray, gt: np.ndarray) -> float:
+    pred, gt = _bool(pred), _bool(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
+    union = np.logical_or(pred, gt).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(pred, gt).sum() / union)
+
+
+def seg2bmap(seg: np.ndarray) -> np.ndarray:
+    """Boundary map of a binary mask: a pixel is on the boundary when it differs from its east, south or
+    south-east neighbour (the last row compares east only, the last column south only)."""
+    seg = _bool(seg)
+    e = np.zeros_like(seg)
+    s = np.zeros_like(seg)
+    se = np.zeros_like(seg)
+    e[:, :-1] = seg[:, 1:]
+    s[:-1, :] = seg[1:, :]
+    se[:-1, :-1] = seg[1:, 1:]
+    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = False
+    return b
+
+
+def disk(radius: int) -> np.ndarray:
+    """skimage.morphology.disk: the pixels with x^2 + y^2 <= r^2."""
+    y, x = np.ogrid[-radius:radius + 1, -radius:radius + 1]
+    return (x * x + y * y <= radius * radius).astype(np.uint8)
+
+
+def boundary_f_measure(pred: np.ndarray, gt: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
+    pred, gt = _bool(pred), _bool(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
+    radius = tolerance if tolerance >= 1 else int(math.ceil(tolerance * np.linalg.norm(pred.shape)))
+    fg, gb = seg2bmap(pred), seg2bmap(gt)
+    kernel = disk(int(radius))
+    fg_dil = cv2.dilate(fg.astype(np.uint8), kernel) > 0
+    gt_dil = cv2.dilate(gb.astype(np.uint8), kernel) > 0
+    n_fg, n_gt = int(fg.sum()), int(gb.sum())
+    if n_fg == 0 and n_gt > 0:
+        precision, recall = 1.0, 0.0
+    elif n_fg > 0 and n_gt == 0:
+        precision, recall = 0.0, 1.0
+    elif n_fg == 0 and n_gt == 0:
+        precision, recall = 1.0, 1.0
+    else:
+        precision = float((fg & gt_dil).sum()) / n_fg
+        recall = float((gb & fg_dil).sum()) / n_gt
+    if precision + recall == 0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def j_and_f(pred_frames: Sequence[np.ndarray], gt_frames: Sequence[np.ndarray]) -> Tuple[float, float]:
+    """(J, F) of one expression: means over its frames."""
+    if len(pred_frames) != len(gt_frames):
+        raise ValueError(f"{len(pred_frames)} predicted frames for {len(gt_frames)} ground-truth frames")
+    if len(gt_frames) == 0:
+        raise ValueError("an expression needs at least one frame")
+    js = [region_similarity(p, g) for p, g in zip(pred_frames, gt_frames)]
+    fs = [boundary_f_measure(p, g) for p, g in zip(pred_frames, gt_frames)]
+    return float(np.mean(js)), float(np.mean(fs))
+
+
+def ciou_giou(preds: Sequence[Optional[np.ndarray]], gts: Sequence[np.ndarray]) -> Dict[str, float]:
+    """{'ciou', 'giou'} over expressions; a None prediction is an empty mask (a miss, not a skip)."""
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predictions for {len(gts)} ground truths")
+    inter = union = 0
+    ious = []
+    for p, g in zip(preds, gts):
+        g = _bool(g)
+        p = np.zeros_like(g) if p is None else _bool(p)
+        if p.shape != g.shape:
+            raise ValueError(f"prediction {p.shape} and ground truth {g.shape} differ in size")
+        i, u = int((p & g).sum()), int((p | g).sum())
+        inter += i
+        union += u
+        ious.append(1.0 if u == 0 else i / u)
+    return {"ciou": inter / union if union else 1.0, "giou": float(np.mean(ious)) if ious else 0.0}
+
+
+def pixel_accuracy(pred_frames: Sequence[np.ndarray], gt_frames: Sequence[np.ndarray]) -> float:
+    """ReVOS A: mean over frames of the fraction of correctly labelled pixels."""
+    return float(np.mean([(_bool(p) == _bool(g)).mean() for p, g in zip(pred_frames, gt_frames)]))
+
+
+def robustness(pred_frames: Sequence[np.ndarray], gt_frames: Sequence[np.ndarray],
+               video_foreground: np.ndarray) -> float:
+    """ReVOS R: mean over frames of max(0, 1 - |P \\ G| / |U|); with an empty U, 1 for no false positive
+    else 0."""
+    area = int(_bool(video_foreground).sum())
+    scores = []
+    for p, g in zip(pred_frames, gt_frames):
+        fp = int((_bool(p) & ~_bool(g)).sum())
+        scores.append(max(0.0, 1.0 - fp / area) if area else float(fp == 0))
+    return float(np.mean(scores))
