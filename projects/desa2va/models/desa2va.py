@@ -21,6 +21,8 @@ Inference: `predict(image=... | frames=..., question=...)` -> {'text', 'masks'} 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -42,6 +44,8 @@ from .mllm import InternVLMLLM
 
 MODES = ("sa2va", "text_pretrain", "desa2va")
 STAGE1_PREFIXES = ("text_decoder.", "real_text_proj.")
+HEAD_PREFIXES = ("seg_proj.", "decoupler.", "text_decoder.", "real_text_proj.", "fusion.")
+SAVED_CONFIG = "desa2va_config.json"
 
 
 def keyframe_indices(num_frames: int, strategy: str = "uniform", count: int = 5) -> List[int]:
@@ -97,7 +101,11 @@ class DeSa2VAModel(BaseModel):
                  reprompt_iters: int = 1, keyframes: str = "uniform", num_keyframes: int = 5,
                  max_new_tokens: int = 64, system_prompt: Optional[str] = INTERNVL2_5_SYSTEM,
                  max_tiles: Optional[int] = None, data_preprocessor=None, init_cfg=None):
+        self_kwargs = {k: v for k, v in locals().items()
+                       if k not in ("self", "__class__", "mllm", "grounding", "stage1_checkpoint",
+                                    "data_preprocessor", "init_cfg")}
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.config = self_kwargs  # what save_pretrained records
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         keyframe_indices(1, keyframes)  # validates the strategy name early
@@ -179,6 +187,52 @@ class DeSa2VAModel(BaseModel):
         if bad:
             raise CheckpointError(f"stage-1 checkpoint {path} has other shapes for {bad[:10]}")
         self.load_state_dict({k: sd[k] for k in own}, strict=False)
+
+    # ------------------------------------------------------------------ saved folders
+    def head_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The method's own modules (projection / decoupler, text decoder, Linear(Real-Text), fusion)."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(HEAD_PREFIXES)}
+
+    def save_pretrained(self, folder: str) -> None:
+        """A self-contained folder: `mllm/` (InternVL2.5 format, LoRA merged, tokenizer with grounding
+        tokens), `sam2_config.yaml` + `sam2.pt`, `heads.safetensors`, `desa2va_config.json`."""
+        from safetensors.torch import save_file
+
+        os.makedirs(folder, exist_ok=True)
+        self.mllm.save_pretrained(os.path.join(folder, "mllm"))
+        self.grounding.save_pretrained(folder)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head_state_dict().items()},
+                  os.path.join(folder, "heads.safetensors"), metadata={"format": "pt"})
+        with open(os.path.join(folder, SAVED_CONFIG), "w") as f:
+            json.dump({"format": "desa2va", "version": 1, "model": self.config}, f, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_pretrained(cls, folder: str, torch_dtype: str = "float32", device: str = "cpu",
+                        **overrides) -> "DeSa2VAModel":
+        """Load a `save_pretrained` folder strictly (no training config needed); `overrides` replace saved
+        settings (e.g. reprompt_iters=0)."""
+        from safetensors.torch import load_file
+
+        cfg_path = os.path.join(folder, SAVED_CONFIG)
+        if not os.path.isfile(cfg_path):
+            raise CheckpointError(f"{cfg_path} not found: not a saved DeSa2VA folder")
+        with open(cfg_path) as f:
+            saved = json.load(f)
+        kwargs = {**saved["model"], **overrides}
+        model = cls(mllm=dict(model_path=os.path.join(folder, "mllm"), torch_dtype=torch_dtype),
+                    grounding=dict(model_config=os.path.join(folder, "sam2_config.yaml"),
+                                   checkpoint=os.path.join(folder, "sam2.pt")), **kwargs)
+        heads_path = os.path.join(folder, "heads.safetensors")
+        if not os.path.isfile(heads_path):
+            raise CheckpointError(f"weights file not found: {heads_path}")
+        heads = load_file(heads_path)
+        own = model.head_state_dict()
+        missing, unexpected = sorted(set(own) - set(heads)), sorted(set(heads) - set(own))
+        if missing or unexpected:
+            raise CheckpointError(f"{heads_path} does not match mode {kwargs.get('mode')!r}: missing {missing[:10]}, "
+                                  f"unexpected {unexpected[:10]}")
+        model.load_state_dict(heads, strict=False)
+        return model.to(device).eval()
 
     # ------------------------------------------------------------------ text embeddings
     @torch.no_grad()

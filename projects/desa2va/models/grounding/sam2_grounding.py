@@ -71,6 +71,7 @@ def build_sam2_model(config: str, checkpoint: Optional[str] = None, overrides: S
     model = instantiate(cfg.model, _recursive_=True)
     if checkpoint is not None:
         load_state_dict_strict(model, read_torch_checkpoint(checkpoint, key="model"), source=checkpoint)
+    model.resolved_config = cfg  # what save_pretrained writes next to the weights
     return model
 
 
@@ -120,6 +121,15 @@ class SAM2Grounding(nn.Module):
         self.image_size = int(self.sam2_model.image_size)
         self.prompt_dim = int(self.sam2_model.hidden_dim)
         self.low_res_size = tuple(self.sam2_model.sam_prompt_encoder.mask_input_size)
+
+    def save_pretrained(self, folder: str, config_name: str = "sam2_config.yaml",
+                        checkpoint_name: str = "sam2.pt") -> None:
+        """The resolved config and `{"model": state_dict}`: `SAM2Grounding(folder/config, folder/ckpt)`."""
+        from omegaconf import OmegaConf
+
+        os.makedirs(folder, exist_ok=True)
+        OmegaConf.save(self.sam2_model.resolved_config, os.path.join(folder, config_name))
+        torch.save({"model": self.sam2_model.state_dict()}, os.path.join(folder, checkpoint_name))
 
     # ------------------------------------------------------------------ training switches
     def freeze_all_but_mask_decoder(self) -> None:
