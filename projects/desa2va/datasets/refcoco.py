@@ -108,6 +108,15 @@ class RefCOCODataset(GroundingDataset):
         return RawSample(sample_id=sid, kind="image", images=[image], turns=referring_turns(phrases, rng),
                          masks=np.stack(masks)[:, None], object_texts=phrases)
 
+    def ground_truth(self, index: int) -> np.ndarray:
+        """(H, W) mask of an eval item from the annotations alone (scoring a failed prediction needs it
+        even when the image cannot be read)."""
+        it = self.items[index]
+        o = it["objects"][0]
+        if o["segmentation"] is None or it["image"]["file_name"] is None:
+            raise SampleError("unknown_annotation", f"sample {self.item_key(index)}: no annotation")
+        return decode_segmentation(o["segmentation"], it["image"]["height"], it["image"]["width"])
+
     def references(self) -> List[dict]:
         """Eval mode: per item, the ids and sentence (what evaluation writes next to its result)."""
         out = []

@@ -1,0 +1,84 @@
+"""What every evaluation script shares: distributed set-up, model loading, the shard/merge loop with a
+progress bar, outputs (`results.jsonl`, `metrics.json`) and the summary table."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Sequence
+
+import torch
+import torch.distributed as dist
+
+from .sharding import merge, run_shard
+
+
+def init_distributed():
+    """(rank, world, device) from torchrun's environment; gloo without GPUs, nccl with them."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(local)
+    return rank, world, torch.device(f"cuda:{local}" if cuda else "cpu")
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def load_model(model_path: str, device: torch.device, **overrides):
+    from ..models.desa2va import DeSa2VAModel
+
+    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    return DeSa2VAModel.from_pretrained(model_path, torch_dtype=dtype, device=str(device), **overrides)
+
+
+class Progress:
+    """A progress line on rank 0 with samples/s (tqdm when installed)."""
+
+    def __init__(self, rank: int, desc: str):
+        self.rank, self.desc, self.t0, self.bar = rank, desc, time.time(), None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.rank != 0:
+            return
+        try:
+            from tqdm import tqdm
+
+            if self.bar is None:
+                self.bar = tqdm(total=total, desc=self.desc, unit="sample", file=sys.stderr)
+            self.bar.update(1)
+        except ImportError:
+            rate = done / max(time.time() - self.t0, 1e-9)
+            print(f"\r{self.desc}: {done}/{total} ({rate:.2f} samples/s)", end="", file=sys.stderr)
+
+
+def run_and_merge(keys: Sequence[str], evaluate: Callable[[str], Dict[str, Any]], work_dir: str, rank: int,
+                  world: int, resume: bool, desc: str) -> List[Dict[str, Any]]:
+    """Every rank evaluates its shard; rank 0 returns the merged records (others return [])."""
+    run_shard(keys, evaluate, work_dir, rank, world, resume=resume, on_progress=Progress(rank, desc))
+    barrier()
+    return merge(work_dir, keys) if rank == 0 else []
+
+
+def write_outputs(work_dir: str, records: List[Dict[str, Any]], metrics: Dict[str, Any]) -> None:
+    os.makedirs(work_dir, exist_ok=True)
+    with open(os.path.join(work_dir, "results.jsonl"), "w") as f:
+        for r in records:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+    with open(os.path.join(work_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+
+
+def print_table(title: str, rows: Dict[str, Any]) -> None:
+    width = max(len(k) for k in rows)
+    print(f"\n{title}")
+    print("-" * (width + 14))
+    for k, v in rows.items():
+        print(f"{k:<{width}}  {v:>10.4f}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>10}")

@@ -1,0 +1,104 @@
+"""Referring image segmentation on RefCOCO / RefCOCO+ / RefCOCOg: cIoU and gIoU.
+
+    python projects/desa2va/evaluation/refcoco_eval.py --model_path P --dataset refcoco --split val
+    bash projects/desa2va/evaluation/dist_test.sh refcoco_eval P 8 --dataset refcocog --split test
+
+One result per (image, sentence), sharded over ranks by key. A failed sample (unreadable image, no
+[SEG] in the answer) is recorded with its reason and scored as an empty mask (it counts in cIoU's union).
+Writes `<work_dir>/results.jsonl` (answer text and mask RLE per sentence) and `metrics.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+
+import numpy as np  # noqa: E402
+
+from projects.desa2va.common.masks import encode_rle  # noqa: E402
+from projects.desa2va.datasets.refcoco import REFS_FILES, RefCOCODataset  # noqa: E402
+from projects.desa2va.datasets.template import IMAGE_SEG_QUESTIONS  # noqa: E402
+from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
+                                                run_and_merge, write_outputs)
+
+SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "testB"), "refcocog": ("val", "test")}
+
+
+def question(sentence: str) -> str:
+    return "<image>\n" + IMAGE_SEG_QUESTIONS[1].format(sentence.strip().rstrip("."))
+
+
+def summarize(records) -> dict:
+    inter = sum(r["inter"] for r in records)
+    union = sum(r["union"] for r in records)
+    ious = [r["iou"] for r in records]
+    return {"ciou": inter / union if union else 1.0, "giou": float(np.mean(ious)) if ious else 0.0,
+            "num_samples": len(records), "num_failed": sum(1 for r in records if "error" in r)}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_path", required=True)
+    p.add_argument("--dataset", default="refcoco", choices=sorted(SPLITS))
+    p.add_argument("--split", default="val")
+    p.add_argument("--data_root", default="data/ref_seg", help="folder holding <dataset>/instances.json, refs")
+    p.add_argument("--image_folder", default="data/glamm_data/images/coco2014/train2014")
+    p.add_argument("--refs_file", default=None, help=f"default: {REFS_FILES}")
+    p.add_argument("--work_dir", default=None)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--limit", type=int, default=None, help="first N sentences only (smoke tests)")
+    a = p.parse_args(argv)
+    if a.split not in SPLITS[a.dataset] and a.dataset in SPLITS:
+        p.error(f"--split for {a.dataset} is one of {SPLITS[a.dataset]}")
+    data_dir = os.path.join(a.data_root, a.dataset)
+    for path in (data_dir, a.image_folder, a.model_path):  # fail before loading anything
+        if not os.path.isdir(path):
+            p.error(f"not found: {path}")
+    work_dir = a.work_dir or os.path.join("work_dirs", "eval", f"{a.dataset}_{a.split}")
+    rank, world, device = init_distributed()
+    model = load_model(a.model_path, device)
+    ds = RefCOCODataset(data_root=data_dir, image_folder=a.image_folder, split=a.split, mode="eval",
+                        refs_file=a.refs_file, model_path=os.path.join(a.model_path, "mllm"), on_bad_sample="raise",
+                        sam_size=model.grounding.image_size)
+    refs = ds.references()[:a.limit]
+    index = {r["key"]: i for i, r in enumerate(refs)}
+
+    def evaluate(key):
+        i = index[key]
+        gt = ds.ground_truth(i)
+        rec = {"image_id": refs[i]["image_id"], "sentence": refs[i]["sentence"]}
+        pred, error = None, None
+        try:
+            raw = ds.load(i, random.Random(0))
+            out = model.predict(question(refs[i]["sentence"]), image=raw.images[0])
+            rec["answer"] = out["text"]
+            if out["masks"]:
+                pred = out["masks"][0]
+            else:
+                error = "no [SEG] in the answer"
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+        p_mask = np.zeros_like(gt) if pred is None else pred
+        inter, union = int((p_mask & gt).sum()), int((p_mask | gt).sum())
+        rec.update(inter=inter, union=union, iou=inter / union if union else 1.0,
+                   mask=None if pred is None else encode_rle(pred))
+        if error:
+            rec["error"] = error
+        return rec
+
+    records = run_and_merge([r["key"] for r in refs], evaluate, work_dir, rank, world, a.resume,
+                            f"{a.dataset} {a.split}")
+    if rank != 0:
+        return {}
+    metrics = summarize(records)
+    write_outputs(work_dir, records, metrics)
+    print_table(f"{a.dataset} {a.split} ({work_dir})", metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
