@@ -5,11 +5,26 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import make_tiny_pretrained  # noqa: E402
+
+
+class ScriptedHead(nn.Module):
+    """LM head that emits a fixed token script, whatever the hidden state."""
+
+    def __init__(self, script, vocab):
+        super().__init__()
+        self.script, self.vocab, self.step = list(script), vocab, 0
+
+    def forward(self, h):
+        logits = torch.zeros(*h.shape[:-1], self.vocab)
+        logits[..., self.script[min(self.step, len(self.script) - 1)]] = 1.0
+        self.step += 1
+        return logits
 
 
 @pytest.fixture(scope="session")

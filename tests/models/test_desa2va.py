@@ -9,7 +9,7 @@ from projects.desa2va.models.checkpoint_io import CheckpointError
 from projects.desa2va.models.desa2va import keyframe_indices
 from projects.desa2va.models.fusion import MaskFusion
 from projects.desa2va.models.losses import dice_loss, sample_logits_and_targets, sigmoid_bce
-from test_internvl import ScriptedHead
+from conftest import ScriptedHead
 
 
 def _data(model, n_obj=(1, 2)):

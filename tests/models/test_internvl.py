@@ -1,9 +1,8 @@
 """InternVL2.5 wrapper: grounding tokens, image-token splicing, [SEG] states in training and generation, LoRA."""
 import pytest
 import torch
-from torch import nn
 
-from conftest import image_prompt
+from conftest import ScriptedHead, image_prompt
 from projects.desa2va.common import special_tokens as st
 from projects.desa2va.models.mllm import ImageTokenMismatchError, pixel_shuffle
 
@@ -85,20 +84,6 @@ def test_forward_loss_and_seg_states_match_transformers(make_mllm):
     seg = ids == m.seg_token_id
     assert torch.allclose(out.seg_hidden, ref.hidden_states[-1][seg], atol=1e-5)  # last layer, after norm
     assert torch.allclose(out.loss, ref.loss, atol=1e-5)
-
-
-class ScriptedHead(nn.Module):
-    """LM head that emits a fixed token script, whatever the hidden state."""
-
-    def __init__(self, script, vocab):
-        super().__init__()
-        self.script, self.vocab, self.step = list(script), vocab, 0
-
-    def forward(self, h):
-        logits = torch.zeros(*h.shape[:-1], self.vocab)
-        logits[..., self.script[min(self.step, len(self.script) - 1)]] = 1.0
-        self.step += 1
-        return logits
 
 
 def test_generation_returns_text_and_seg_states_at_input_positions(make_mllm):

@@ -81,6 +81,17 @@ class RefVOSDataset(GroundingDataset):
     def item_info(self, index: int) -> dict:
         return self.items[index]
 
+    def frame_size(self, item: dict):
+        """(H, W) without reading a frame: the json's height/width (ReVOS) or the size of a stored RLE."""
+        if item.get("height") and item.get("width"):
+            return int(item["height"]), int(item["width"])
+        for e in item["expressions"]:
+            for a in e["anno_id"]:
+                for rle in self.annos[self.anno_index[a]] or []:
+                    if rle is not None:
+                        return int(rle["size"][0]), int(rle["size"][1])
+        return None, None
+
     def frame_path(self, vid: str, frame: str) -> str:
         return os.path.join(self.frames_root, vid, f"{frame}.jpg")
 

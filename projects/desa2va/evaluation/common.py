@@ -60,11 +60,25 @@ class Progress:
 
 
 def run_and_merge(keys: Sequence[str], evaluate: Callable[[str], Dict[str, Any]], work_dir: str, rank: int,
-                  world: int, resume: bool, desc: str) -> List[Dict[str, Any]]:
-    """Every rank evaluates its shard; rank 0 returns the merged records (others return [])."""
+                  world: int, resume: bool, desc: str, finish: Callable[[], None] = None) -> List[Dict[str, Any]]:
+    """Every rank evaluates its shard (then runs `finish`, e.g. waits for its file writes); rank 0 returns
+    the merged records (others return [])."""
     run_shard(keys, evaluate, work_dir, rank, world, resume=resume, on_progress=Progress(rank, desc))
+    if finish is not None:
+        finish()
     barrier()
     return merge(work_dir, keys) if rank == 0 else []
+
+
+def first_mask(model, question: str, rec: Dict[str, Any], **media):
+    """`model.predict` for one referring expression: the mask of its first [SEG] and None as error, or
+    None and the failure's reason (no [SEG], an exception). The answer text goes into `rec`."""
+    try:
+        out = model.predict(question, **media)
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"
+    rec["answer"] = out["text"]
+    return (out["masks"][0], None) if out["masks"] else (None, "no [SEG] in the answer")
 
 
 def write_outputs(work_dir: str, records: List[Dict[str, Any]], metrics: Dict[str, Any]) -> None:

@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 from projects.desa2va.common.masks import encode_rle  # noqa: E402
 from projects.desa2va.datasets.refcoco import REFS_FILES, RefCOCODataset  # noqa: E402
 from projects.desa2va.datasets.template import IMAGE_SEG_QUESTIONS  # noqa: E402
-from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
-                                                run_and_merge, write_outputs)
+from projects.desa2va.evaluation.common import (first_mask, init_distributed, load_model,  # noqa: E402
+                                                print_table, run_and_merge, write_outputs)
 
 SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "testB"), "refcocog": ("val", "test")}
 
@@ -71,17 +71,12 @@ def main(argv=None) -> dict:
         i = index[key]
         gt = ds.ground_truth(i)
         rec = {"image_id": refs[i]["image_id"], "sentence": refs[i]["sentence"]}
-        pred, error = None, None
         try:
-            raw = ds.load(i, random.Random(0))
-            out = model.predict(question(refs[i]["sentence"]), image=raw.images[0])
-            rec["answer"] = out["text"]
-            if out["masks"]:
-                pred = out["masks"][0]
-            else:
-                error = "no [SEG] in the answer"
+            image = ds.load(i, random.Random(0)).images[0]
         except Exception as e:
-            error = f"{type(e).__name__}: {e}"
+            pred, error = None, f"{type(e).__name__}: {e}"
+        else:
+            pred, error = first_mask(model, question(refs[i]["sentence"]), rec, image=image)
         p_mask = np.zeros_like(gt) if pred is None else pred
         inter, union = int((p_mask & gt).sum()), int((p_mask | gt).sum())
         rec.update(inter=inter, union=union, iou=inter / union if union else 1.0,

@@ -1,0 +1,183 @@
+"""Referring video object segmentation: J, F, J&F (DAVIS17, MeViS, Ref-YouTube-VOS, ReVOS).
+
+    python projects/desa2va/evaluation/ref_vos_eval.py --model_path P --dataset MEVIS_U
+    bash projects/desa2va/evaluation/dist_test.sh ref_vos_eval P 8 --dataset REVOS
+    python projects/desa2va/evaluation/ref_vos_eval.py --model_path P --dataset MEVIS --submit
+
+Videos are sharded over ranks; each video's frames are decoded once for all its expressions. The merged
+`results.jsonl` has exactly one entry per (video, expression), in sorted order; a failed expression is
+recorded with its reason and scored as empty masks. J, F and J&F are reported x100 (J&F = (J + F) / 2,
+J and F = means over expressions of per-expression means over frames). ReVOS adds A and R and reports
+referring (type 0), reasoning (type 1) and their mean; no-target expressions (type 2) are reported apart.
+`--submit` writes the servers' format, `Annotations/<vid>/<exp_id>/<frame>.png` (0/255), and a zip; it
+is the only output for splits without ground truth (MeViS valid, Ref-YouTube-VOS valid).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from projects.desa2va.common.masks import encode_rle  # noqa: E402
+from projects.desa2va.datasets.base import open_image  # noqa: E402
+from projects.desa2va.datasets.mevis_revos import RefVOSDataset  # noqa: E402
+from projects.desa2va.datasets.ref_ytvos import RefYTVOSDataset  # noqa: E402
+from projects.desa2va.datasets.template import VIDEO_SEG_QUESTIONS  # noqa: E402
+from projects.desa2va.evaluation.common import (first_mask, init_distributed, load_model,  # noqa: E402
+                                                print_table, run_and_merge, write_outputs)
+from projects.desa2va.evaluation.metrics import j_and_f, pixel_accuracy, robustness  # noqa: E402
+
+# data_root, frames_dir, expression_file, mask_file (None: no ground truth -> --submit), reader
+DATASETS = {
+    "DAVIS": ("data/video_datas/davis17", "valid/JPEGImages", "meta_expressions/valid/meta_expressions.json",
+              "valid/mask_dict.pkl", RefVOSDataset),
+    "MEVIS_U": ("data/video_datas/mevis/valid_u", "JPEGImages", "meta_expressions.json", "mask_dict.json",
+                RefVOSDataset),
+    "MEVIS": ("data/video_datas/mevis/valid", "JPEGImages", "meta_expressions.json", None, RefVOSDataset),
+    "REFYTVOS": ("data/video_datas/rvos", "valid/JPEGImages", "meta_expressions/valid/meta_expressions.json", None,
+                 RefYTVOSDataset),
+    "REVOS": ("data/video_datas/revos", "", "meta_expressions_valid_.json", "mask_dict.json", RefVOSDataset),
+}
+TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
+
+
+def question(expression: str) -> str:
+    e = expression.strip()
+    if e.endswith("?"):  # ReVOS reasoning questions are asked as they are
+        return f"{e} Please respond with the segmentation masks."
+    return VIDEO_SEG_QUESTIONS[1].format(e.rstrip("."))
+
+
+def save_pngs(root: str, vid: str, exp_id: str, frames, masks: np.ndarray) -> None:
+    folder = os.path.join(root, "Annotations", vid, exp_id)
+    os.makedirs(folder, exist_ok=True)
+    for name, m in zip(frames, masks):
+        Image.fromarray(m.astype(np.uint8) * 255).save(os.path.join(folder, f"{name}.png"))
+
+
+def summarize(records, revos: bool) -> dict:
+    # an expression that could not be scored at all (its ground truth failed to decode) counts as 0
+    scored = [r if "J" in r else {**r, "J": 0.0, "F": 0.0, "A": 0.0, "R": 0.0} for r in records]
+    out = {"num_expressions": len(records), "num_failed": sum(1 for r in records if "error" in r)}
+
+    def group(rs, prefix=""):
+        if not rs:
+            return {}
+        j, f = 100 * float(np.mean([r["J"] for r in rs])), 100 * float(np.mean([r["F"] for r in rs]))
+        g = {f"{prefix}J": j, f"{prefix}F": f, f"{prefix}J&F": (j + f) / 2}
+        if revos:
+            g[f"{prefix}A"] = 100 * float(np.mean([r["A"] for r in rs]))
+            g[f"{prefix}R"] = 100 * float(np.mean([r["R"] for r in rs]))
+        return g
+    if not revos:
+        out.update(group(scored))
+        return out
+    parts = {t: group([r for r in scored if r.get("type_id", 0) == t], f"{name}/") for t, name in TYPE_NAMES.items()}
+    for p in parts.values():
+        out.update(p)
+    both = [parts[0], parts[1]]
+    if all(both):
+        for m in ("J", "F", "J&F", "A", "R"):
+            out[f"overall/{m}"] = (both[0][f"referring/{m}"] + both[1][f"reasoning/{m}"]) / 2
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_path", required=True)
+    p.add_argument("--dataset", default="MEVIS_U", choices=sorted(DATASETS))
+    p.add_argument("--data_root", default=None)
+    p.add_argument("--frames_dir", default=None)
+    p.add_argument("--expression_file", default=None)
+    p.add_argument("--mask_file", default="", help="'' = the dataset's default; 'none' = no ground truth")
+    p.add_argument("--work_dir", default=None)
+    p.add_argument("--submit", action="store_true", help="write Annotations/<vid>/<exp>/<frame>.png and a zip")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--limit", type=int, default=None, help="first N videos only (smoke tests)")
+    a = p.parse_args(argv)
+    root, frames_dir, exp_file, mask_file, reader = DATASETS[a.dataset]
+    root = a.data_root or root
+    frames_dir = a.frames_dir if a.frames_dir is not None else frames_dir
+    exp_file = a.expression_file or exp_file
+    mask_file = {"": mask_file, "none": None}.get(a.mask_file, a.mask_file)
+    for path in (os.path.join(root, exp_file), a.model_path):  # fail before loading anything
+        if not os.path.exists(path):
+            p.error(f"not found: {path}")
+    submit = a.submit or mask_file is None
+    work_dir = a.work_dir or os.path.join("work_dirs", "eval", a.dataset.lower())
+    rank, world, device = init_distributed()
+    model = load_model(a.model_path, device)
+    ds = reader(data_root=root, expression_file=exp_file, mask_file=mask_file, frames_dir=frames_dir, mode="eval",
+                skip_no_target=False, model_path=os.path.join(a.model_path, "mllm"), on_bad_sample="raise",
+                sam_size=model.grounding.image_size)
+    by_video = {}
+    for i in range(len(ds)):
+        by_video.setdefault(ds.item_info(i)["vid"], []).append(i)
+    videos = sorted(by_video)[:a.limit]
+    writer = ThreadPoolExecutor(max_workers=2) if submit else None  # PNG writing off the critical path
+
+    def evaluate(vid):
+        items = [ds.item_info(i) for i in by_video[vid]]
+        names = items[0]["frames"]
+        error, frames = None, []
+        try:
+            frames = [open_image(ds.frame_path(vid, f), vid) for f in names]
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+        h, w = (frames[0].height, frames[0].width) if frames else ds.frame_size(items[0])
+        gts = [ds.expression_masks(it, it["expressions"][0], list(range(len(names))), h, w) if ds.has_masks
+               else None for it in items]
+        foreground = np.any([g.any(0) for g in gts], axis=0) if ds.has_masks else None
+        results = []
+        for it, gt in zip(items, gts):
+            e = it["expressions"][0]
+            rec = {"vid": vid, "exp_id": e["exp_id"], "exp": e["exp"], "type_id": e["type_id"]}
+            pred, err = first_mask(model, question(e["exp"]), rec, frames=frames) if error is None else (None, error)
+            if pred is None and h is not None:
+                pred = np.zeros((len(names), h, w), bool)
+            if err:
+                rec["error"] = err
+            if pred is not None:
+                rec["masks"] = [encode_rle(m) for m in pred]
+                if writer is not None:
+                    writer.submit(save_pngs, work_dir, vid, e["exp_id"], names, pred)
+                if gt is not None:
+                    rec["J"], rec["F"] = j_and_f(list(pred), list(gt))
+                    rec["A"] = pixel_accuracy(list(pred), list(gt))
+                    rec["R"] = robustness(list(pred), list(gt), foreground)
+            results.append(rec)
+        return {"expressions": results}
+
+    merged = run_and_merge(videos, evaluate, work_dir, rank, world, a.resume, a.dataset,
+                           finish=(lambda: writer.shutdown(wait=True)) if writer is not None else None)
+    if rank != 0:
+        return {}
+    records = []
+    for video in merged:
+        if "error" in video and "expressions" not in video:  # the whole video failed before any expression
+            for i in by_video[video["key"]]:
+                e = ds.item_info(i)["expressions"][0]
+                records.append({"key": f"{video['key']}/{e['exp_id']}", "error": video["error"]})
+            continue
+        for r in video["expressions"]:
+            records.append({"key": f"{r['vid']}/{r['exp_id']}", **r})
+    metrics = summarize(records, revos=a.dataset == "REVOS") if ds.has_masks else \
+        {"num_expressions": len(records), "num_failed": sum(1 for r in records if "error" in r)}
+    write_outputs(work_dir, records, metrics)
+    if submit:
+        shutil.make_archive(os.path.join(work_dir, "submission"), "zip", work_dir, "Annotations")
+        metrics["submission"] = os.path.join(work_dir, "submission.zip")
+    print_table(f"{a.dataset} ({work_dir})", metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

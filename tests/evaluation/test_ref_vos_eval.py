@@ -1,0 +1,110 @@
+"""ref_vos_eval.py on the synthetic MeViS-format split: metrics, one result per expression, the
+submission layout, and ReVOS-style question expressions."""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from projects.desa2va.evaluation import common, ref_vos_eval
+from conftest import ScriptedHead
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import make_synthetic_data  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_mllm_path, tiny_sam2_ckpt):
+    import torch
+
+    from projects.desa2va.models.desa2va import DeSa2VAModel
+
+    root = tmp_path_factory.mktemp("vos")
+    make_synthetic_data.main(["--out", str(root / "synthetic"), "--train-images", "1", "--val-images", "1",
+                              "--train-videos", "1", "--val-videos", "2", "--frames", "4", "--size", "64"])
+    torch.manual_seed(0)
+    model = DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path), grounding=dict(model_config="sam2_tiny.yaml",
+                         checkpoint=tiny_sam2_ckpt), mode="desa2va", system_prompt=None, max_new_tokens=8,
+                         num_keyframes=2)
+    model.save_pretrained(str(root / "model"))
+    return root
+
+
+@pytest.fixture
+def seg_answering(monkeypatch):
+    """The tiny model, answering "[SEG]" to every question (so masks are decoded and propagated)."""
+    real = common.load_model
+
+    def load(path, device, **kw):
+        model = real(path, device, **kw)
+        tok = model.mllm.tokenizer
+        model.mllm.causal_lm.lm_head = ScriptedHead([model.mllm.seg_token_id, tok.convert_tokens_to_ids("<|im_end|>")],
+                                                    len(tok))
+        head = model.mllm.causal_lm.lm_head
+        real_generate = model.mllm.generate
+
+        def generate(*args, **kwargs):  # the script restarts with every answer
+            head.step = 0
+            return real_generate(*args, **kwargs)
+        model.mllm.generate = generate
+        return model
+    monkeypatch.setattr(ref_vos_eval, "load_model", load)
+
+
+def _args(root, *extra):
+    return ["--model_path", str(root / "model"), "--data_root", str(root / "synthetic" / "mevis" / "valid_u")] + list(extra)
+
+
+def test_mevis_u_metrics_and_one_result_per_expression(setup, seg_answering):
+    root = setup
+    wd = str(root / "mevis_u")
+    metrics = ref_vos_eval.main(_args(root, "--dataset", "MEVIS_U", "--work_dir", wd))
+    meta = json.load(open(root / "synthetic" / "mevis" / "valid_u" / "meta_expressions.json"))["videos"]
+    expected = sorted(f"{v}/{e}" for v, d in meta.items() for e in d["expressions"])
+    lines = [json.loads(x) for x in open(os.path.join(wd, "results.jsonl"))]
+    assert [r["key"] for r in lines] == expected and metrics["num_expressions"] == len(expected)
+    assert metrics["num_failed"] == 0 and all(r["answer"] == "[SEG]" for r in lines)
+    assert all(0 <= metrics[k] <= 100 for k in ("J", "F", "J&F"))
+    assert abs(metrics["J&F"] - (metrics["J"] + metrics["F"]) / 2) < 1e-9
+    assert all(len(r["masks"]) == 4 for r in lines)  # one RLE per frame
+
+
+def test_submission_has_one_png_per_frame_per_expression(setup, seg_answering):
+    root = setup
+    wd = str(root / "mevis")
+    metrics = ref_vos_eval.main(_args(root, "--dataset", "MEVIS", "--work_dir", wd))  # no ground truth
+    assert os.path.isfile(metrics["submission"])
+    meta = json.load(open(root / "synthetic" / "mevis" / "valid_u" / "meta_expressions.json"))["videos"]
+    for vid, d in meta.items():
+        for exp_id in d["expressions"]:
+            folder = os.path.join(wd, "Annotations", vid, exp_id)
+            pngs = sorted(os.listdir(folder))
+            assert pngs == [f"{f}.png" for f in d["frames"]]
+            values = set(np.unique(np.asarray(Image.open(os.path.join(folder, pngs[0])))))
+            assert values <= {0, 255}
+
+
+def test_revos_question_expressions_are_evaluated(setup, seg_answering):
+    root = setup
+    src = root / "synthetic" / "mevis" / "valid_u"
+    revos = root / "revos"
+    shutil.copytree(src / "JPEGImages", revos)
+    shutil.copy(src / "mask_dict.json", revos)
+    meta = json.load(open(src / "meta_expressions.json"))
+    for v in meta["videos"].values():
+        for k, e in v["expressions"].items():
+            e["type_id"] = int(k) % 2
+            if e["type_id"] == 1:
+                e["exp"] = f"which shape would you pick if you wanted {e['exp']}?"
+    (revos / "meta_expressions_valid_.json").write_text(json.dumps(meta))
+    metrics = ref_vos_eval.main(["--model_path", str(root / "model"), "--dataset", "REVOS", "--data_root",
+                                 str(revos), "--work_dir", str(root / "revos_out")])
+    assert metrics["num_failed"] == 0
+    for key in ("referring/J&F", "reasoning/J&F", "overall/J&F", "overall/A", "overall/R"):
+        assert key in metrics
+    lines = [json.loads(x) for x in open(root / "revos_out" / "results.jsonl")]
+    assert any(r["exp"].endswith("?") and "J" in r for r in lines)
