@@ -103,3 +103,29 @@ def test_revos_accuracy_and_robustness():
     assert robustness([np.ones((4, 5), bool)], [np.zeros((4, 5), bool)], fg) == 0.0  # clipped at 0
     none = np.zeros((4, 5), bool)
     assert robustness([none], [none], none) == 1.0 and robustness([fg], [none], none) == 0.0
+
+
+def test_gcg_greedy_matching_miou_and_recall():
+    from projects.desa2va.evaluation.metrics import gcg_miou, gcg_recall, greedy_matches, word_f1
+
+    ious = np.array([[0.9, 0.8], [0.85, 0.1]])
+    assert greedy_matches(ious) == [(0, 0, 0.9), (1, 1, 0.1)]  # greedy, one-to-one (not the optimal sum)
+    g1, g2 = box(20, 20, 0, 10, 0, 10), box(20, 20, 10, 20, 10, 20)
+    p1 = box(20, 20, 0, 10, 0, 5)                              # IoU 0.5 with g1
+    im = {"pred": [p1], "gt": [g1, g2], "pred_phrases": ["a dog"], "gt_phrases": ["the dog", "a ball"]}
+    assert math.isclose(gcg_miou([im]), 0.5)                   # matched pairs only
+    assert math.isclose(gcg_miou([im, {"pred": [], "gt": [g1]}]), 0.25)  # an image without a match: 0
+    assert math.isclose(word_f1("a dog", "the dog"), 0.5)
+    assert math.isclose(gcg_recall([im]), 1 / 2)               # IoU 0.5 and phrase F1 0.5: 1 of 2 GT
+    im["pred_phrases"] = ["a cat"]
+    assert gcg_recall([im]) == 0.0
+
+
+def test_mask_ap50():
+    from projects.desa2va.evaluation.metrics import mask_ap50
+
+    g1, g2 = box(30, 30, 0, 10, 0, 10), box(30, 30, 15, 30, 15, 30)
+    assert math.isclose(mask_ap50([{"pred": [g1, g2], "gt": [g1, g2]}]), 1.0, abs_tol=1e-6)
+    half = mask_ap50([{"pred": [g1], "gt": [g1, g2]}])           # recall 0.5 at precision 1
+    assert 0.45 < half < 0.55
+    assert mask_ap50([{"pred": [box(30, 30, 0, 10, 20, 30)], "gt": [g1]}]) == 0.0

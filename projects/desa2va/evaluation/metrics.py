@@ -129,3 +129,103 @@ def robustness(pred_frames: Sequence[np.ndarray], gt_frames: Sequence[np.ndarray
         fp = int((_bool(p) & ~_bool(g)).sum())
         scores.append(max(0.0, 1.0 - fp / area) if area else float(fp == 0))
     return float(np.mean(scores))
+
+
+# ---------------------------------------------------------------------------------------------- GCG
+def iou_matrix(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.zeros((len(preds), len(gts)))
+    for i, p in enumerate(preds):
+        for j, g in enumerate(gts):
+            out[i, j] = region_similarity(p, g) if (_bool(p).any() or _bool(g).any()) else 0.0
+    return out
+
+
+def greedy_matches(ious: np.ndarray):
+    """One-to-one (pred, gt, iou) pairs, repeatedly taking the highest remaining IoU (> 0)."""
+    ious = ious.copy()
+    pairs = []
+    while ious.size and ious.max() > 0:
+        i, j = np.unravel_index(int(ious.argmax()), ious.shape)
+        pairs.append((int(i), int(j), float(ious[i, j])))
+        ious[i, :] = -1
+        ious[:, j] = -1
+    return pairs
+
+
+def gcg_miou(images: Sequence[Dict[str, Sequence[np.ndarray]]]) -> float:
+    """GLaMM's mIoU: per image, the mean IoU of greedily matched (pred, gt) pairs (0 without any match);
+    then the mean over images. `images`: [{'pred': [masks], 'gt': [masks]}]."""
+    per_image = []
+    for im in images:
+        pairs = greedy_matches(iou_matrix(im["pred"], im["gt"]))
+        per_image.append(float(np.mean([p[2] for p in pairs])) if pairs else 0.0)
+    return float(np.mean(per_image)) if per_image else 0.0
+
+
+def word_f1(a: str, b: str) -> float:
+    """Bag-of-words F1 between two phrases (lower-cased, punctuation stripped)."""
+    import re
+    ta, tb = re.findall(r"\w+", a.lower()), re.findall(r"\w+", b.lower())
+    if not ta or not tb:
+        return float(ta == tb)
+    common = sum(min(ta.count(w), tb.count(w)) for w in set(ta))
+    if common == 0:
+        return 0.0
+    p, r = common / len(ta), common / len(tb)
+    return 2 * p * r / (p + r)
+
+
+def gcg_recall(images, iou_threshold: float = 0.5, text_threshold: float = 0.5, similarity=word_f1) -> float:
+    """Fraction of ground-truth (phrase, mask) pairs matched by a prediction with IoU >= 0.5 and phrase
+    similarity >= 0.5 (greedy one-to-one over IoU). GLaMM scores phrase similarity with a BERT model;
+    `similarity` defaults to word-level F1, which needs no model (pass another function to match GLaMM).
+    `images`: [{'pred': [masks], 'gt': [masks], 'pred_phrases': [...], 'gt_phrases': [...]}]."""
+    hit = total = 0
+    for im in images:
+        total += len(im["gt"])
+        ious = iou_matrix(im["pred"], im["gt"])
+        for i, j, v in greedy_matches(ious):
+            if v >= iou_threshold and similarity(im["pred_phrases"][i], im["gt_phrases"][j]) >= text_threshold:
+                hit += 1
+    return hit / total if total else 0.0
+
+
+def mask_ap50(images) -> float:
+    """COCO mask AP at IoU 0.5 (pycocotools COCOeval, one class, every predicted mask scored 1.0 unless
+    'scores' are given). `images`: [{'pred': [masks], 'gt': [masks], 'scores'?: [...]}]."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from ..common.masks import encode_rle
+
+    gt = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "object"}]}
+    dets = []
+    for k, im in enumerate(images):
+        h, w = (im["gt"][0] if len(im["gt"]) else im["pred"][0]).shape
+        gt["images"].append({"id": k, "height": int(h), "width": int(w)})
+        for g in im["gt"]:
+            rle = encode_rle(g)
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": k, "category_id": 1,
+                                      "segmentation": rle, "area": float(_bool(g).sum()), "iscrowd": 0,
+                                      "bbox": [0, 0, int(w), int(h)]})
+        for n, p in enumerate(im["pred"]):
+            dets.append({"image_id": k, "category_id": 1, "segmentation": encode_rle(p),
+                         "score": float(im.get("scores", [1.0] * len(im["pred"]))[n])})
+    if not gt["annotations"]:
+        return 0.0
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        res = coco.loadRes(dets) if dets else None
+        if res is None:
+            return 0.0
+        ev = COCOeval(coco, res, iouType="segm")
+        ev.params.iouThrs = np.array([0.5])
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
