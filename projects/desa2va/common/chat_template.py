@@ -47,3 +47,11 @@ def generation_prompt(question: str, history: Sequence[Tuple[str, str]] = (),
                       system: Optional[str] = INTERNVL2_5_SYSTEM) -> str:
     """Full text for generation: past turns, then the question, ending with the assistant header."""
     return "".join(p + a for p, a in format_turns(list(history) + [(question, None)], system))
+
+
+def region_prefix(cell_counts: Sequence[int]) -> str:
+    """The visual-prompt preamble: "There are N part regions in the picture: region1 <vp>...</vp>, ...",
+    region k holding `cell_counts[k]` <IMG_CONTEXT> tokens (the cells its mask covers)."""
+    blocks = [f"region{k + 1} {st.VP_START}{st.IMG_CONTEXT * n}{st.VP_END}" for k, n in enumerate(cell_counts)]
+    plural = "part region" if len(blocks) == 1 else "part regions"
+    return f"There are {len(blocks)} {plural} in the picture: " + ", ".join(blocks) + ". "

@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from ..common import special_tokens as st
+from ..common.chat_template import region_prefix
 from ..common.image_processing import region_token_cells
 from ..common.masks import decode_segmentation
 from .base import GroundingDataset, RawSample, open_image, read_json
@@ -57,15 +58,11 @@ class OspreyDataset(GroundingDataset):
         image = open_image(os.path.join(self.image_folder, name), sid)
         h, w = image.height, image.width
         masks = np.stack([decode_segmentation(a["segmentation"], h, w) for a in r["annotation"]])
-        blocks = []
-        for k, m in enumerate(masks):
-            n = int(region_token_cells(m, self.grid).sum())
+        counts = [int(region_token_cells(m, self.grid).sum()) for m in masks]
+        for k, n in enumerate(counts):
             if n == 0:
                 raise SampleError("empty_region", f"sample {sid}: region {k + 1} has an empty mask")
-            blocks.append(f"region{k + 1} {st.VP_START}{st.IMG_CONTEXT * n}{st.VP_END}")
-        plural = "part region" if len(blocks) == 1 else "part regions"
-        prefix = (f"{st.IMAGE_PLACEHOLDER}\nThere are {len(blocks)} {plural} in the picture: "
-                  + ", ".join(blocks) + ". ")
+        prefix = f"{st.IMAGE_PLACEHOLDER}\n" + region_prefix(counts)
         if self.layout == "detailed":
             turns = []
             for k, desc in enumerate(r["description"]):

@@ -24,14 +24,13 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 
-import numpy as np  # noqa: E402
 
 from projects.desa2va.common.masks import decode_segmentation, encode_rle  # noqa: E402
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.gcg import GCG_QUESTIONS  # noqa: E402
 from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
                                                 run_and_merge, write_outputs)
-from projects.desa2va.evaluation.metrics import gcg_miou, gcg_recall, mask_ap50  # noqa: E402
+from projects.desa2va.evaluation.metrics import caption_metrics, gcg_miou, gcg_recall, mask_ap50  # noqa: E402
 
 PHRASE = re.compile(r"<p>\s*(.*?)\s*</p>")
 
@@ -42,24 +41,6 @@ def parse_answer(text: str):
     caption = PHRASE.sub(lambda m: m.group(1), text).replace("[SEG]", "")
     caption = re.sub(r"<\|im_end\|>", "", caption)
     return re.sub(r"\s+([,.!?;:])", r"\1", re.sub(r"\s+", " ", caption)).strip(), phrases
-
-
-def caption_metrics(gt_captions, predictions):
-    """METEOR and CIDEr through pycocoevalcap, or a note saying why they were skipped."""
-    try:
-        from pycocoevalcap.cider.cider import Cider
-        from pycocoevalcap.meteor.meteor import Meteor
-    except ImportError:
-        return {"caption_metrics": "skipped: pycocoevalcap is not installed (pip install pycocoevalcap; METEOR "
-                                   "also needs Java)"}
-    gts = {k: [c] for k, c in gt_captions.items()}
-    res = {k: [predictions.get(k, "")] for k in gt_captions}
-    out = {"CIDEr": float(Cider().compute_score(gts, res)[0])}
-    try:
-        out["METEOR"] = float(Meteor().compute_score(gts, res)[0])
-    except Exception as e:  # Java missing
-        out["METEOR"] = f"skipped: {type(e).__name__}: {e}"
-    return out
 
 
 def main(argv=None) -> dict:

@@ -229,3 +229,22 @@ def mask_ap50(images) -> float:
         ev.accumulate()
         ev.summarize()
     return float(ev.stats[0])
+
+
+# ---------------------------------------------------------------------------------------------- captions
+def caption_metrics(gt_captions, predictions):
+    """METEOR and CIDEr through pycocoevalcap, or a note saying why they were skipped."""
+    try:
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.meteor.meteor import Meteor
+    except ImportError:
+        return {"caption_metrics": "skipped: pycocoevalcap is not installed (pip install pycocoevalcap; METEOR "
+                                   "also needs Java)"}
+    gts = {k: [c] for k, c in gt_captions.items()}
+    res = {k: [predictions.get(k, "")] for k in gt_captions}
+    out = {"CIDEr": float(Cider().compute_score(gts, res)[0])}
+    try:
+        out["METEOR"] = float(Meteor().compute_score(gts, res)[0])
+    except Exception as e:  # Java missing
+        out["METEOR"] = f"skipped: {type(e).__name__}: {e}"
+    return out

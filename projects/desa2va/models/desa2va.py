@@ -32,8 +32,10 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
 
-from ..common.chat_template import INTERNVL2_5_SYSTEM, expand_image_placeholders, generation_prompt
-from ..common.image_processing import mllm_image_tiles, mllm_video_frames, resize_logits, to_pil
+from ..common.chat_template import (INTERNVL2_5_SYSTEM, expand_image_placeholders, generation_prompt,
+                                    region_prefix)
+from ..common.image_processing import (mllm_image_tiles, mllm_video_frames, region_token_cells, resize_logits,
+                                      to_pil)
 from ..common import special_tokens as st
 from .checkpoint_io import CheckpointError
 from .decoupler import Decoupler, RealTextProjection, Sa2VAProjection
@@ -462,20 +464,33 @@ class DeSa2VAModel(BaseModel):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _generate(self, question: str, pixel_values: torch.Tensor, tokens_per_image: List[int], history):
+    def _generate(self, question: str, pixel_values: torch.Tensor, tokens_per_image: List[int], history,
+                  region_masks: Optional[Sequence[np.ndarray]] = None):
         user = question if st.IMAGE_PLACEHOLDER in question else \
             "".join(f"Frame{i + 1}: {st.IMAGE_PLACEHOLDER}\n" if len(tokens_per_image) > 1 else
                     f"{st.IMAGE_PLACEHOLDER}\n" for i in range(len(tokens_per_image))) + question
+        regions = None
+        if region_masks is not None:
+            grid = int(round(self.mllm.num_image_token ** 0.5))
+            counts = [int(region_token_cells(np.asarray(m, bool), grid).sum()) for m in region_masks]
+            if not all(counts):
+                raise ValueError(f"region {counts.index(0) + 1} has an empty mask")
+            head, _, rest = user.partition(st.IMAGE_PLACEHOLDER)
+            user = head + st.IMAGE_PLACEHOLDER + "\n" + region_prefix(counts) + rest.lstrip("\n")
+            regions = [torch.as_tensor(np.asarray(m, bool)) for m in region_masks]
         text = generation_prompt(expand_image_placeholders(user, tokens_per_image), history, self.system_prompt)
         ids = torch.tensor([self.mllm.tokenizer(text, add_special_tokens=False).input_ids], device=self.device)
         pv = pixel_values.to(self.device, self.mllm.vision_model.embeddings.patch_embedding.weight.dtype)
-        return self.mllm.generate(ids, pv, max_new_tokens=self.max_new_tokens)
+        return self.mllm.generate(ids, pv, max_new_tokens=self.max_new_tokens, region_masks=regions)
 
     @torch.no_grad()
-    def predict(self, question: str, image=None, frames: Optional[Sequence] = None, history=()) -> Dict[str, Any]:
+    def predict(self, question: str, image=None, frames: Optional[Sequence] = None, history=(),
+                region_masks: Optional[Sequence[np.ndarray]] = None) -> Dict[str, Any]:
         """Answer `question` about an image or a video and segment every `[SEG]` of the answer.
 
         image (PIL or (H, W, 3) uint8) -> masks: list of (H, W) bool arrays, one per [SEG];
+        region_masks ((H, W) bool each, image only): visual prompts, referred to as region1, region2, ...
+        in the question (the image is then one whole-image tile);
         frames (list of images) -> key frames through the MLLM, masks on key frames seed SAM-2 memory,
         propagated over all frames -> masks: list of (T, H, W) bool arrays. No [SEG]: masks = [].
         """
@@ -483,13 +498,18 @@ class DeSa2VAModel(BaseModel):
             raise ValueError("predict takes exactly one of image= or frames=")
         with self._autocast():
             if image is not None:
-                return self._predict_image(question, to_pil(image), history)
+                return self._predict_image(question, to_pil(image), history, region_masks)
+            if region_masks is not None:
+                raise ValueError("region_masks are supported for images only")
             return self._predict_video(question, [to_pil(f) for f in frames], history)
 
-    def _predict_image(self, question, image, history):
+    def _predict_image(self, question, image, history, region_masks=None):
         m = self.mllm
-        tiles = mllm_image_tiles(image, m.tile_size, 1, self.max_tiles, bool(m.config.get("use_thumbnail", True)))
-        gen = self._generate(question, tiles, [tiles.shape[0] * m.num_image_token], history)
+        if region_masks is not None:  # visual prompts index the token grid of one whole-image tile
+            tiles = mllm_image_tiles(image, m.tile_size, 1, 1, False)
+        else:
+            tiles = mllm_image_tiles(image, m.tile_size, 1, self.max_tiles, bool(m.config.get("use_thumbnail", True)))
+        gen = self._generate(question, tiles, [tiles.shape[0] * m.num_image_token], history, region_masks)
         if gen.seg_hidden.shape[0] == 0:
             return {"text": gen.text, "masks": []}
         feats = self._encode(self.grounding.preprocess([image]))
