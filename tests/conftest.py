@@ -140,3 +140,17 @@ def train(model, data, steps, lr=3e-4):
 
 def iou(a, b):
     return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
+
+
+@pytest.fixture(scope="session")
+def save_tiny_model(tiny_mllm_path, tiny_sam2_ckpt):
+    """save_tiny_model(folder, **kwargs) writes an untrained tiny DeSa2VAModel with save_pretrained."""
+    from projects.desa2va.models.desa2va import DeSa2VAModel
+
+    def save(folder, **kwargs):
+        torch.manual_seed(0)
+        kwargs.setdefault("system_prompt", None)
+        DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path), grounding=dict(model_config="sam2_tiny.yaml",
+                     checkpoint=tiny_sam2_ckpt), **kwargs).save_pretrained(str(folder))
+        return str(folder)
+    return save

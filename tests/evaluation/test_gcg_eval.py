@@ -21,11 +21,7 @@ def test_parse_answer():
 
 
 @pytest.fixture
-def gcg(tmp_path, tiny_mllm_path, tiny_sam2_ckpt):
-    import torch
-
-    from projects.desa2va.models.desa2va import DeSa2VAModel
-
+def gcg(tmp_path, save_tiny_model):
     (tmp_path / "images").mkdir()
     caps = {"images": [], "annotations": []}
     masks = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "object"}]}
@@ -41,10 +37,7 @@ def gcg(tmp_path, tiny_mllm_path, tiny_sam2_ckpt):
                                      "segmentation": _rle(m), "iscrowd": 0, "area": int(m.sum()), "bbox": [4, 4, 16, 16]})
     (tmp_path / "val_gcg_coco_caption_gt.json").write_text(json.dumps(caps))
     (tmp_path / "val_gcg_coco_mask_gt.json").write_text(json.dumps(masks))
-    torch.manual_seed(0)
-    DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path), grounding=dict(model_config="sam2_tiny.yaml",
-                 checkpoint=tiny_sam2_ckpt), system_prompt=None, max_new_tokens=40, reprompt_iters=0).save_pretrained(
-        str(tmp_path / "m"))
+    save_tiny_model(tmp_path / "m", max_new_tokens=40, reprompt_iters=0)
     return tmp_path
 
 

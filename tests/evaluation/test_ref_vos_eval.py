@@ -18,19 +18,11 @@ import make_synthetic_data  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_mllm_path, tiny_sam2_ckpt):
-    import torch
-
-    from projects.desa2va.models.desa2va import DeSa2VAModel
-
+def setup(tmp_path_factory, save_tiny_model):
     root = tmp_path_factory.mktemp("vos")
     make_synthetic_data.main(["--out", str(root / "synthetic"), "--train-images", "1", "--val-images", "1",
                               "--train-videos", "1", "--val-videos", "2", "--frames", "4", "--size", "64"])
-    torch.manual_seed(0)
-    model = DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path), grounding=dict(model_config="sam2_tiny.yaml",
-                         checkpoint=tiny_sam2_ckpt), mode="desa2va", system_prompt=None, max_new_tokens=8,
-                         num_keyframes=2)
-    model.save_pretrained(str(root / "model"))
+    save_tiny_model(root / "model", max_new_tokens=8, num_keyframes=2)
     return root
 
 

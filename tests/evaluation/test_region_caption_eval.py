@@ -8,20 +8,14 @@ from conftest import ScriptedHead
 from projects.desa2va.evaluation import region_caption_eval
 
 
-def test_region_captions(tmp_path, tiny_mllm_path, tiny_sam2_ckpt, monkeypatch):
-    import torch
-
-    from projects.desa2va.models.desa2va import DeSa2VAModel
-
+def test_region_captions(tmp_path, save_tiny_model, monkeypatch):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.jpg")
     data = {"images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 40}],
             "annotations": [{"id": 7, "image_id": 1, "bbox": [0, 0, 10, 20], "caption": "a red cup"},
                             {"id": 8, "image_id": 1, "segmentation": [[20, 20, 39, 20, 39, 39, 20, 39]],
                              "caption": "a table that is brown"}]}
     (tmp_path / "caps.json").write_text(json.dumps(data))
-    torch.manual_seed(0)
-    DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path), grounding=dict(model_config="sam2_tiny.yaml",
-                 checkpoint=tiny_sam2_ckpt), system_prompt=None, max_new_tokens=20).save_pretrained(str(tmp_path / "m"))
+    save_tiny_model(tmp_path / "m", max_new_tokens=20)
     seen = []
     real = region_caption_eval.load_model
 

@@ -17,19 +17,13 @@ def test_normalisation_and_choice_parsing():
 
 
 @pytest.fixture
-def qa(tmp_path, tiny_mllm_path, tiny_sam2_ckpt):
-    import torch
-
-    from projects.desa2va.models.desa2va import DeSa2VAModel
-
+def qa(tmp_path, save_tiny_model):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
     items = [{"id": "q1", "image": "a.png", "question": "How many shapes?", "answer": "Three."},
              {"id": "q2", "image": "a.png", "question": "Which colour?", "answer": "B", "choices": ["red", "blue"]},
              {"id": "q3", "image": "missing.png", "question": "?", "answer": "x"}]
     (tmp_path / "qa.json").write_text(json.dumps(items))
-    torch.manual_seed(0)
-    DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path), grounding=dict(model_config="sam2_tiny.yaml",
-                 checkpoint=tiny_sam2_ckpt), system_prompt=None, max_new_tokens=6).save_pretrained(str(tmp_path / "m"))
+    save_tiny_model(tmp_path / "m", max_new_tokens=6)
     return tmp_path
 
 
