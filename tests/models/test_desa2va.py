@@ -307,3 +307,29 @@ def test_text_embeddings_are_cached_and_adapter_free(make_model, monkeypatch):
     with model.mllm.language_model.disable_adapter(), torch.no_grad():
         h = model.mllm.causal_lm.model(input_ids=ids).last_hidden_state[0].mean(0)
     assert torch.allclose(e1[0], h, atol=1e-5)
+
+
+def test_several_questions_on_a_video_share_one_sam2_state(make_model, monkeypatch):
+    model = make_model("desa2va", num_keyframes=2).eval()
+    seg, eos = model.mllm.seg_token_id, model.mllm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    frames = [np.random.RandomState(i).randint(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(6)]
+    real_generate = model.mllm.generate
+
+    def generate(*a, **k):  # every question is answered with one [SEG]
+        _script(model, [seg, eos])
+        return real_generate(*a, **k)
+    monkeypatch.setattr(model.mllm, "generate", generate)
+    calls = []
+    encoder = model.grounding.sam2_model.image_encoder
+    real_forward = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda x: calls.append(x.shape[0]) or real_forward(x))
+    questions = ["Please segment the circle.", "Please segment the square."]
+    joint = model.predict_video(questions, frames)
+    joint_calls = sum(calls)
+    calls.clear()
+    separate = [model.predict(q, frames=frames) for q in questions]
+    assert [r["text"] for r in joint] == [r["text"] for r in separate] == ["[SEG]", "[SEG]"]
+    for a, b in zip(joint, separate):
+        assert len(a["masks"]) == 1 and a["masks"][0].shape == (6, 48, 64)
+        assert np.array_equal(a["masks"][0], b["masks"][0])  # objects are tracked independently
+    assert joint_calls < sum(calls)  # frame features computed once for both expressions

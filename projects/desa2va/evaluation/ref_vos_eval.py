@@ -4,7 +4,8 @@
     bash projects/desa2va/evaluation/dist_test.sh ref_vos_eval P 8 --dataset REVOS
     python projects/desa2va/evaluation/ref_vos_eval.py --model_path P --dataset MEVIS --submit
 
-Videos are sharded over ranks; each video's frames are decoded once for all its expressions. The merged
+Videos are sharded over ranks; each video's frames are decoded once, and all its expressions are
+answered in one `predict_video` call that tracks their objects in one SAM-2 state. The merged
 `results.jsonl` has exactly one entry per (video, expression), in sorted order; a failed expression is
 recorded with its reason and scored as empty masks. J, F and J&F are reported x100 (J&F = (J + F) / 2,
 J and F = means over expressions of per-expression means over frames). ReVOS adds A and R and reports
@@ -31,8 +32,8 @@ from projects.desa2va.datasets.base import open_image  # noqa: E402
 from projects.desa2va.datasets.mevis_revos import RefVOSDataset  # noqa: E402
 from projects.desa2va.datasets.ref_ytvos import RefYTVOSDataset  # noqa: E402
 from projects.desa2va.datasets.template import VIDEO_SEG_QUESTIONS  # noqa: E402
-from projects.desa2va.evaluation.common import (first_mask, init_distributed, load_model,  # noqa: E402
-                                                print_table, run_and_merge, write_outputs)
+from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
+                                                run_and_merge, write_outputs)
 from projects.desa2va.evaluation.metrics import j_and_f, pixel_accuracy, robustness  # noqa: E402
 
 # data_root, frames_dir, expression_file, mask_file (None: no ground truth -> --submit), reader
@@ -136,11 +137,20 @@ def main(argv=None) -> dict:
         gts = [ds.expression_masks(it, it["expressions"][0], list(range(len(names))), h, w) if ds.has_masks
                else None for it in items]
         foreground = np.any([g.any(0) for g in gts], axis=0) if ds.has_masks else None
+        outs = [None] * len(items)
+        if error is None:  # all expressions of the video in one call: one SAM-2 state, features once
+            try:
+                outs = model.predict_video([question(it["expressions"][0]["exp"]) for it in items], frames)
+            except Exception as ex:
+                error = f"{type(ex).__name__}: {ex}"
         results = []
-        for it, gt in zip(items, gts):
+        for it, gt, out in zip(items, gts, outs):
             e = it["expressions"][0]
             rec = {"vid": vid, "exp_id": e["exp_id"], "exp": e["exp"], "type_id": e["type_id"]}
-            pred, err = first_mask(model, question(e["exp"]), rec, frames=frames) if error is None else (None, error)
+            pred, err = None, error
+            if out is not None:
+                rec["answer"] = out["text"]
+                pred, err = (out["masks"][0], None) if out["masks"] else (None, "no [SEG] in the answer")
             if pred is None and h is not None:
                 pred = np.zeros((len(names), h, w), bool)
             if err:

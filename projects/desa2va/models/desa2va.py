@@ -519,19 +519,31 @@ class DeSa2VAModel(BaseModel):
         return {"text": gen.text, "masks": [mk.cpu().numpy() for mk in masks]}
 
     def _predict_video(self, question, frames, history):
+        return self.predict_video([question], frames, history)[0]
+
+    @torch.no_grad()
+    def predict_video(self, questions: Sequence[str], frames: Sequence, history=()) -> List[Dict[str, Any]]:
+        """Several questions on one video: the key frames are preprocessed once, their SAM-2 features
+        computed once, and every object of every answer is tracked in one SAM-2 state (each frame's
+        features computed once for all of them). Returns one {'text', 'masks'} per question."""
+        frames = [to_pil(f) for f in frames]
         m = self.mllm
         keys = keyframe_indices(len(frames), self.keyframes, self.num_keyframes)
-        tiles = mllm_video_frames([frames[i] for i in keys], m.tile_size)
-        gen = self._generate(question, tiles, [m.num_image_token] * len(keys), history)
-        n = gen.seg_hidden.shape[0]
-        if n == 0:
-            return {"text": gen.text, "masks": []}
-        feats = self._encode(self.grounding.preprocess([frames[i] for i in keys]))
-        k = len(keys)
-        obj = torch.arange(n, device=self.device).repeat_interleave(k)
-        fidx = torch.arange(k, device=self.device).repeat(n)
-        logits = self.decode_objects(feats, gen.seg_hidden.float()[obj], fidx)
-        key_masks = {j: {keys[i]: logits[j * k + i, 0] > 0 for i in range(k)} for j in range(n)}
-        size = (frames[0].height, frames[0].width)
-        video = self.grounding.propagate(frames, size, key_masks)
-        return {"text": gen.text, "masks": [v.numpy() for v in video]}
+        with self._autocast():
+            tiles = mllm_video_frames([frames[i] for i in keys], m.tile_size)
+            gens = [self._generate(q, tiles, [m.num_image_token] * len(keys), history) for q in questions]
+            results = [{"text": g.text, "masks": []} for g in gens]
+            owners = [q for q, g in enumerate(gens) for _ in range(g.seg_hidden.shape[0])]
+            if not owners:
+                return results
+            feats = self._encode(self.grounding.preprocess([frames[i] for i in keys]))
+            n, k = len(owners), len(keys)
+            h = torch.cat([g.seg_hidden for g in gens]).float()
+            obj = torch.arange(n, device=self.device).repeat_interleave(k)
+            fidx = torch.arange(k, device=self.device).repeat(n)
+            logits = self.decode_objects(feats, h[obj], fidx)
+            key_masks = {j: {keys[i]: logits[j * k + i, 0] > 0 for i in range(k)} for j in range(n)}
+            video = self.grounding.propagate(frames, (frames[0].height, frames[0].width), key_masks)
+        for j, q in enumerate(owners):
+            results[q]["masks"].append(video[j].numpy())
+        return results
