@@ -100,3 +100,37 @@ def test_revos_question_expressions_are_evaluated(setup, seg_answering):
         assert key in metrics
     lines = [json.loads(x) for x in open(root / "revos_out" / "results.jsonl")]
     assert any(r["exp"].endswith("?") and "J" in r for r in lines)
+
+
+def test_refsav_long_and_short_captions(setup, seg_answering, tmp_path):
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    folder = tmp_path / "sam_v_full"
+    folder.mkdir()
+    writer = cv2.VideoWriter(str(folder / "sav_1.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24, (64, 32))
+    for i in range(12):
+        writer.write(np.full((32, 64, 3), 10 * i, np.uint8))
+    writer.release()
+
+    def rle(x0):
+        m = np.zeros((32, 64), np.uint8)
+        m[5:20, x0:x0 + 15] = 1
+        return {"size": [32, 64], "counts": mask_utils.encode(np.asfortranarray(m))["counts"].decode()}
+    (folder / "sav_1_manual.json").write_text(json.dumps({"masklet": [[rle(k), rle(40)] for k in range(3)]}))
+    ann = {"sav_1": {"video_path": "sav_1.mp4", "anno_path": "sav_1_manual.json", "objects": {
+        "0": {"formated": "A box that slides to the right.", "short_caps": ["the sliding box"]},
+        "1": {"formated": "A box that stays still.", "short_caps": ["the still box"]}}},
+           "sav_2": {"video_path": "missing.mp4", "anno_path": "sav_1_manual.json", "objects": {
+               "0": {"formated": "Nothing.", "short_caps": ["nothing"]}}}}
+    (tmp_path / "ref_sav_val.json").write_text(json.dumps(ann))
+    wd = tmp_path / "out"
+    m = ref_vos_eval.main(["--model_path", str(setup / "model"), "--dataset", "REFSAV", "--data_root", str(folder),
+                           "--expression_file", str(tmp_path / "ref_sav_val.json"), "--work_dir", str(wd)])
+    keys = [json.loads(x)["key"] for x in open(wd / "results.jsonl")]
+    assert keys == ["sav_1/0/long", "sav_1/0/short", "sav_1/1/long", "sav_1/1/short", "sav_2/0/long", "sav_2/0/short"]
+    assert m["failed_videos"] == 1 and m["num_failed"] == 2  # the missing video is recorded, not dropped
+    for k in ("long/J&F", "short/J&F", "overall/J&F"):
+        assert 0 <= m[k] <= 100
+    first = json.loads(open(wd / "results.jsonl").readline())
+    assert len(first["masks"]) == 3 and first["answer"] == "[SEG]"  # one mask per annotated frame

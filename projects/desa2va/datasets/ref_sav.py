@@ -39,7 +39,8 @@ class RefSAVDataset(GroundingDataset):
     def num_items(self) -> int:
         return len(self.items)
 
-    def load(self, index: int, rng: random.Random) -> RawSample:
+    def _open(self, index: int):
+        """(item, masklet, video reader, video path, annotated indices k whose frame 4k exists)."""
         it = self.items[index]
         sid = it["vid"]
         anno_path = os.path.join(self.video_folder, it["anno_path"])
@@ -55,6 +56,31 @@ class RefSAVDataset(GroundingDataset):
         usable = [k for k in range(len(masklet)) if k * self.stride < len(reader)]
         if not usable:
             raise SampleError("corrupt_video", f"sample {sid}: {video_path} is shorter than its first annotated frame")
+        return it, masklet, reader, video_path, usable
+
+    def _object_masks(self, it, masklet, obj_id, ks, h, w) -> np.ndarray:
+        o = int(obj_id)
+        out = []
+        for k in ks:
+            if o >= len(masklet[k]):
+                raise SampleError("unknown_annotation", f"sample {it['vid']}: object {obj_id} missing from annotated "
+                                                        f"frame {k} of {it['anno_path']}")
+            out.append(decode_segmentation(masklet[k][o], h, w))
+        return np.stack(out)
+
+    def eval_item(self, index: int):
+        """Evaluation view of a video: every annotated frame, and per object its masks (T, H, W), its long
+        caption and its first short caption -> (video id, frames, [(obj_id, masks, long, short)])."""
+        it, masklet, reader, path, ks = self._open(index)
+        frames = read_frames(reader, [k * self.stride for k in ks], path, it["vid"])
+        h, w = frames[0].height, frames[0].width
+        objs = [(obj_id, self._object_masks(it, masklet, obj_id, ks, h, w), info["formated"],
+                 (info.get("short_caps") or [info["formated"]])[0]) for obj_id, info in it["objects"].items()]
+        return it["vid"], frames, objs
+
+    def load(self, index: int, rng: random.Random) -> RawSample:
+        it, masklet, reader, video_path, usable = self._open(index)
+        sid = it["vid"]
         ks = sorted(rng.sample(usable, min(self.num_frames, len(usable))))
         frames = read_frames(reader, [k * self.stride for k in ks], video_path, sid)
         h, w = frames[0].height, frames[0].width
@@ -62,14 +88,7 @@ class RefSAVDataset(GroundingDataset):
         objs = rng.sample(objs, min(self.max_objects, len(objs)))
         masks, texts = [], []
         for obj_id, info in objs:
-            o = int(obj_id)
-            per_frame = []
-            for k in ks:
-                if o >= len(masklet[k]):
-                    raise SampleError("unknown_annotation", f"sample {sid}: object {obj_id} missing from annotated "
-                                                            f"frame {k} of {anno_path}")
-                per_frame.append(decode_segmentation(masklet[k][o], h, w))
-            masks.append(np.stack(per_frame))
+            masks.append(self._object_masks(it, masklet, obj_id, ks, h, w))
             texts.append(info["formated"] if self.caption == "long" or not info.get("short_caps")
                          else rng.choice(info["short_caps"]))
         prefix = "<image>" * len(frames) + "\n"

@@ -10,7 +10,9 @@ answered in one `predict_video` call that tracks their objects in one SAM-2 stat
 recorded with its reason and scored as empty masks. J, F and J&F are reported x100 (J&F = (J + F) / 2,
 J and F = means over expressions of per-expression means over frames). ReVOS adds A and R and reports
 referring (type 0), reasoning (type 1) and their mean; no-target expressions (type 2) are reported apart.
-`--submit` writes the servers' format, `Annotations/<vid>/<exp_id>/<frame>.png` (0/255), and a zip; it
+`--dataset REFSAV` reads the Ref-SAV release layout (`--expression_file` the annotation json,
+`--data_root` the SA-V video folder) and asks every object with its long and its short caption on every
+annotated frame (J, F, J&F per long / short / overall). `--submit` writes the servers' format, `Annotations/<vid>/<exp_id>/<frame>.png` (0/255), and a zip; it
 is the only output for splits without ground truth (MeViS valid, Ref-YouTube-VOS valid).
 """
 from __future__ import annotations
@@ -48,6 +50,8 @@ DATASETS = {
     "REVOS": ("data/video_datas/revos", "", "meta_expressions_valid_.json", "mask_dict.json", RefVOSDataset),
 }
 TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
+# Ref-SAV: the release's layout (videos with SA-V masklets and long/short captions), read by RefSAVDataset
+REFSAV_DEFAULTS = ("data/video_datas/sam_v_full", "data/video_datas/ref_sav_val.json")
 
 
 def question(expression: str) -> str:
@@ -94,7 +98,7 @@ def summarize(records, revos: bool) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_path", required=True)
-    p.add_argument("--dataset", default="MEVIS_U", choices=sorted(DATASETS))
+    p.add_argument("--dataset", default="MEVIS_U", choices=sorted(DATASETS) + ["REFSAV"])
     p.add_argument("--data_root", default=None)
     p.add_argument("--frames_dir", default=None)
     p.add_argument("--expression_file", default=None)
@@ -104,6 +108,8 @@ def main(argv=None) -> dict:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--limit", type=int, default=None, help="first N videos only (smoke tests)")
     a = p.parse_args(argv)
+    if a.dataset == "REFSAV":
+        return evaluate_refsav(a, p)
     root, frames_dir, exp_file, mask_file, reader = DATASETS[a.dataset]
     root = a.data_root or root
     frames_dir = a.frames_dir if a.frames_dir is not None else frames_dir
@@ -186,6 +192,75 @@ def main(argv=None) -> dict:
         shutil.make_archive(os.path.join(work_dir, "submission"), "zip", work_dir, "Annotations")
         metrics["submission"] = os.path.join(work_dir, "submission.zip")
     print_table(f"{a.dataset} ({work_dir})", metrics)
+    return metrics
+
+
+def evaluate_refsav(a, parser) -> dict:
+    """Ref-SAV: every object asked with its long and with its short caption, on every annotated frame
+    (`--data_root` = the SA-V video folder, `--expression_file` = the annotation json)."""
+    from projects.desa2va.datasets.ref_sav import RefSAVDataset
+
+    video_folder = a.data_root or REFSAV_DEFAULTS[0]
+    ann = a.expression_file or REFSAV_DEFAULTS[1]
+    for path in (ann, video_folder, a.model_path):
+        if not os.path.exists(path):
+            parser.error(f"not found: {path}")
+    work_dir = a.work_dir or os.path.join("work_dirs", "eval", "refsav")
+    rank, world, device = init_distributed()
+    model = load_model(a.model_path, device)
+    ds = RefSAVDataset(annotation_file=ann, video_folder=video_folder, model_path=os.path.join(a.model_path, "mllm"),
+                       on_bad_sample="raise", sam_size=model.grounding.image_size)
+    index = {ds.items[i]["vid"]: i for i in range(len(ds))}
+    videos = sorted(index)[:a.limit]
+
+    def evaluate(vid):
+        _, frames, objs = ds.eval_item(index[vid])
+        asks = [(obj_id, kind, text, gt) for obj_id, gt, long, short in objs
+                for kind, text in (("long", long), ("short", short))]
+        try:
+            outs = model.predict_video([question(t) for _, _, t, _ in asks], frames)
+            error = None
+        except Exception as ex:
+            outs, error = [None] * len(asks), f"{type(ex).__name__}: {ex}"
+        results = []
+        for (obj_id, kind, text, gt), out in zip(asks, outs):
+            rec = {"vid": vid, "obj_id": obj_id, "caption": kind, "exp": text}
+            err = error
+            pred = None
+            if out is not None:
+                rec["answer"] = out["text"]
+                pred, err = (out["masks"][0], None) if out["masks"] else (None, "no [SEG] in the answer")
+            if pred is None:
+                pred = np.zeros_like(gt)
+            if err:
+                rec["error"] = err
+            rec["J"], rec["F"] = j_and_f(list(pred), list(gt))
+            rec["masks"] = [encode_rle(m) for m in pred]
+            results.append(rec)
+        return {"expressions": results}
+
+    merged = run_and_merge(videos, evaluate, work_dir, rank, world, a.resume, "REFSAV")
+    if rank != 0:
+        return {}
+    records = []
+    for v in merged:
+        if "expressions" in v:
+            records += [{"key": f"{r['vid']}/{r['obj_id']}/{r['caption']}", **r} for r in v["expressions"]]
+            continue
+        for obj_id in ds.items[index[v["key"]]]["objects"]:  # the video itself failed: nothing is dropped
+            records += [{"key": f"{v['key']}/{obj_id}/{kind}", "vid": v["key"], "obj_id": obj_id, "caption": kind,
+                         "error": v["error"], "J": 0.0, "F": 0.0} for kind in ("long", "short")]
+    failed_videos = [v["key"] for v in merged if "expressions" not in v]
+    metrics = {"num_expressions": len(records), "num_failed": sum(1 for r in records if "error" in r),
+               "failed_videos": len(failed_videos)}
+    for kind in ("long", "short", None):
+        rs = [r for r in records if kind is None or r["caption"] == kind]
+        if rs:
+            j, f = 100 * float(np.mean([r["J"] for r in rs])), 100 * float(np.mean([r["F"] for r in rs]))
+            prefix = f"{kind}/" if kind else "overall/"
+            metrics.update({f"{prefix}J": j, f"{prefix}F": f, f"{prefix}J&F": (j + f) / 2})
+    write_outputs(work_dir, records, metrics)
+    print_table(f"REFSAV ({work_dir})", metrics)
     return metrics
 
 
