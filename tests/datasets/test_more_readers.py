@@ -211,3 +211,11 @@ def test_gcg_bad_layout_and_span(gcg_image, tiny_mllm_path):
            "groundings": {"x": {"token_positives": [3, 40], "rle_masks": [_rle(_box(0, 2, 0, 2))]}}}
     with pytest.raises(SampleError, match=r"sample 1: span \[3, 40\) outside the caption"):
         _gcg(gcg_image, [rec], "grandf", tiny_mllm_path)[0]
+
+
+def test_zero_frame_video_is_a_named_bad_sample(tmp_path, tiny_mllm_path):
+    from projects.desa2va.datasets.video_io import open_video
+
+    _write_mp4(tmp_path / "empty.mp4", 0)
+    with pytest.raises(SampleError, match="(video has no frames: |cannot read video ).*empty.mp4"):
+        open_video(str(tmp_path / "empty.mp4"), "e")

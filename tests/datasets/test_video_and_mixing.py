@@ -202,3 +202,14 @@ def test_sampler_visits_every_index_with_single_kind_batches():
     assert list(sampler) != order
     ranks = [list(KindGroupedSampler(mixed, batch_size=4, seed=0, num_replicas=2, rank=r)) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) and set(ranks[0]) | set(ranks[1]) == set(range(len(mixed)))
+
+
+def test_empty_video_is_a_named_bad_sample(mevis, tiny_mllm_path):
+    meta = json.loads((mevis / "meta_expressions.json").read_text())
+    meta["videos"]["v1"]["frames"] = []
+    (mevis / "meta_expressions.json").write_text(json.dumps(meta))
+    strict = _vos(mevis, tiny_mllm_path, mode="train", on_bad_sample="raise")
+    with pytest.raises(SampleError, match="v1: the expression file lists no frames"):
+        strict[1]
+    ds = _vos(mevis, tiny_mllm_path, mode="train")
+    assert ds[1]["sample_id"] == "v0" and ds.skipped["empty_video"] == 1  # skipped, replaced by another

@@ -116,6 +116,8 @@ class RefVOSDataset(GroundingDataset):
     def load(self, index: int, rng: random.Random, load_frames: bool = True) -> RawSample:
         item = self.items[index]
         n = len(item["frames"])
+        if n == 0:
+            raise SampleError("empty_video", f"sample {item['vid']}: the expression file lists no frames")
         if self.mode == "train":
             frame_idx = sorted(rng.sample(range(n), min(self.num_frames, n)))
             exps = item["expressions"]

@@ -17,9 +17,12 @@ def open_video(path: str, sample_id: str):
     try:
         import decord
 
-        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as e:
         raise SampleError("corrupt_video", f"sample {sample_id}: cannot read video {path}: {e}") from e
+    if len(reader) == 0:
+        raise SampleError("empty_video", f"sample {sample_id}: video has no frames: {path}")
+    return reader
 
 
 def read_frames(reader, indices: Sequence[int], path: str, sample_id: str) -> List[Image.Image]:
