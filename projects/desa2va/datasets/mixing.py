@@ -57,7 +57,8 @@ class KindGroupedSampler(torch.utils.data.Sampler):
             from mmengine.dist import get_dist_info
 
             rank, num_replicas = get_dist_info()
-        self.dataset, self.batch_size, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
+        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.seed = 0 if seed is None else int(seed)  # mmengine passes seed=None when no seed is set
         self.rank, self.world = rank, num_replicas
         self.epoch = 0
         kind_of = getattr(dataset, "kind_of", lambda i: "image")

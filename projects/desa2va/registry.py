@@ -1,0 +1,31 @@
+"""Registers the project's parts in mmengine's registries, so configs name them by string
+(`dict(type='DeSa2VAModel', ...)`). Imported by configs through `custom_imports`."""
+from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS, MODELS
+
+from .datasets.base import collate
+from .datasets.chatunivi import ChatUniViDataset
+from .datasets.gcg import GCGDataset
+from .datasets.llava import LLaVADataset
+from .datasets.mevis_revos import RefVOSDataset
+from .datasets.mixing import KindGroupedSampler, MixedDataset
+from .datasets.osprey import OspreyDataset
+from .datasets.ref_sav import RefSAVDataset
+from .datasets.ref_ytvos import RefYTVOSDataset
+from .datasets.refcoco import RefCOCODataset
+from .datasets.text_pretrain import TextPretrainView
+from .models.desa2va import DeSa2VAModel
+
+MODELS.register_module(module=DeSa2VAModel, force=True)
+for _cls in (RefCOCODataset, RefVOSDataset, RefYTVOSDataset, RefSAVDataset, ChatUniViDataset, LLaVADataset,
+             GCGDataset, OspreyDataset, MixedDataset):
+    DATASETS.register_module(module=_cls, force=True)
+
+
+@DATASETS.register_module(force=True)
+def text_pretrain_view(dataset):
+    """Config helper: `dict(type='text_pretrain_view', dataset=dict(type='RefCOCODataset', ...))`."""
+    return TextPretrainView(DATASETS.build(dataset) if isinstance(dataset, dict) else dataset)
+
+
+DATA_SAMPLERS.register_module(module=KindGroupedSampler, force=True)
+FUNCTIONS.register_module(name="desa2va_collate", module=collate, force=True)

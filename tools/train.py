@@ -1,0 +1,77 @@
+"""Train with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH|auto]] [--cfg-options k=v ...]
+
+Exits non-zero when training fails (unlike the `xtuner train` CLI, which always exits 0).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("--work-dir", default=None)
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from a checkpoint path, or 'auto' for the latest in the work dir")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
+                   help="override config settings, e.g. train_cfg.max_iters=10")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    return p.parse_args(argv)
+
+
+PATH_KEYS = ("data_root", "image_folder", "video_folder", "data_file", "annotation_file", "model_path")
+
+
+def missing_paths(node, where="train_dataloader"):
+    """Every dataset path in the config that does not exist (checked before any model is loaded)."""
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in PATH_KEYS and isinstance(v, str) and v and not os.path.exists(v):
+                out.append(f"{where}.{k} = {v}")
+            else:
+                out += missing_paths(v, f"{where}.{k}")
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            out += missing_paths(v, f"{where}[{i}]")
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # mmengine checkpoints hold non-tensors
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    if not os.path.isfile(args.config):
+        print(f"config not found: {args.config}", file=sys.stderr)
+        return 2
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    name = os.path.splitext(os.path.basename(args.config))[0]
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or os.path.join("work_dirs", name)
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    missing = missing_paths(cfg.get("train_dataloader", {}))
+    if missing:
+        print("data paths not found (nothing was loaded):\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
