@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.config):
         print(f"config not found: {args.config}", file=sys.stderr)
         return 2
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(args.config, lazy_import=False)  # configs call projects.desa2va.config_builders
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher

@@ -272,6 +272,13 @@ def test_stage1_to_stage2_hand_off(make_model, tmp_path):
     stage2 = make_model("desa2va", stage1_checkpoint=path)
     for k, v in stage1.stage1_state_dict().items():
         assert torch.equal(stage2.state_dict()[k], v), k
+    wd = tmp_path / "stage1_work_dir"  # a stage-1 training work dir: its last_checkpoint is used
+    wd.mkdir()
+    (wd / "last_checkpoint").write_text(path)
+    from_dir = make_model("desa2va", stage1_checkpoint=str(wd))
+    assert torch.equal(from_dir.text_decoder.iou_token.weight, stage2.text_decoder.iou_token.weight)
+    with pytest.raises(CheckpointError, match="has no last_checkpoint"):
+        make_model("desa2va", stage1_checkpoint=str(tmp_path))
     fresh = make_model("desa2va")  # ablation: no stage 1, text decoder from SAM-2
     assert not torch.equal(fresh.text_decoder.iou_token.weight, stage2.text_decoder.iou_token.weight)
 

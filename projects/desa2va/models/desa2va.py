@@ -164,7 +164,14 @@ class DeSa2VAModel(BaseModel):
                     "meta": {"hidden_size": self.mllm.hidden_size, "mode": self.mode}}, path)
 
     def load_stage1(self, path: str) -> None:
-        """Load the text-aware decoder and Linear(Real-Text) from a stage-1 file or training checkpoint."""
+        """Load the text-aware decoder and Linear(Real-Text) from a stage-1 file, a training checkpoint, or
+        a stage-1 work dir (its `last_checkpoint`)."""
+        if os.path.isdir(path):
+            last = os.path.join(path, "last_checkpoint")
+            if not os.path.isfile(last):
+                raise CheckpointError(f"stage-1 work dir {path} has no last_checkpoint (did stage 1 finish?)")
+            with open(last) as f:
+                path = f.read().strip()
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except FileNotFoundError:

@@ -1,0 +1,16 @@
+# CPU settings shared by the tiny configs: fp32, AdamW betas (0.9, 0.95) (CALIBRATION.md), short schedule.
+_base_ = ["runtime.py", "schedule.py"]
+
+max_iters = 600
+optim_wrapper = dict(type="OptimWrapper", _delete_=True,
+                     optimizer=dict(type="AdamW", lr=3e-4, betas=(0.9, 0.95), weight_decay=0.05),
+                     clip_grad=dict(max_norm=1.0),
+                     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
+                                        custom_keys={"embed_tokens": dict(decay_mult=0.0),
+                                                     "lm_head": dict(decay_mult=0.0)}))
+param_scheduler = [
+    dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0, end=30),
+    dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=False, begin=30, end=max_iters),
+]
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters)
+default_hooks = dict(checkpoint=dict(interval=200), logger=dict(interval=10))
