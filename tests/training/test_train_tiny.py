@@ -44,3 +44,32 @@ def test_wrong_data_path_stops_before_loading_models(run_dir, tmp_path):
     assert out.returncode != 0
     assert "data paths not found" in out.stderr and "data/synthetic/refcoco" in out.stderr
     assert "Loading" not in out.stderr and "Iter(train)" not in out.stderr
+
+
+def test_exported_folder_gives_the_checkpoints_masks(run_dir, monkeypatch):
+    import numpy as np
+    import torch
+
+    import convert_to_hf
+    from projects.desa2va.models.desa2va import DeSa2VAModel
+
+    ckpt = run_dir / "wd" / "iter_2.pth"
+    if not ckpt.is_file():  # normally written by test_tiny_config_trains_and_checkpoints
+        assert _train(run_dir, "--work-dir", "wd", "--cfg-options", "train_cfg.max_iters=2",
+                      "default_hooks.checkpoint.interval=2").returncode == 0
+    monkeypatch.chdir(run_dir)
+    config = os.path.join(ROOT, "configs", "desa2va_tiny.py")
+    assert convert_to_hf.main([config, str(ckpt), "--save-path", str(run_dir / "export")]) == 0
+    trained = convert_to_hf.load_trained_model(config, str(ckpt))
+    exported = DeSa2VAModel.from_pretrained(str(run_dir / "export"))
+    feats = trained.grounding.encode_frames(torch.randn(1, 3, 256, 256))
+    h = torch.randn(2, trained.mllm.hidden_size)
+    with torch.no_grad():
+        a = trained.decode_objects(feats, h, torch.zeros(2, dtype=torch.long)) > 0
+        b = exported.decode_objects(feats, h, torch.zeros(2, dtype=torch.long)) > 0
+    assert (a == b).float().mean() > 0.999
+    img = np.random.RandomState(0).randint(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert trained.predict("Please segment the red circle.", image=img)["text"] == \
+        exported.predict("Please segment the red circle.", image=img)["text"]
+    with pytest.raises(Exception, match="checkpoint not found"):
+        convert_to_hf.load_trained_model(config, str(run_dir / "nope.pth"))

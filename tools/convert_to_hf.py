@@ -1,0 +1,66 @@
+"""Export a training checkpoint to a self-contained folder (LoRA merged, safetensors, configs, tokenizer).
+
+    python tools/convert_to_hf.py CONFIG CHECKPOINT --save-path OUT [--cfg-options k=v ...]
+
+The folder loads with `DeSa2VAModel.from_pretrained(OUT)` (evaluation, inference) without the training
+config and without trust_remote_code. Every trainable weight must be in the checkpoint; a missing or
+unexpected key is an error naming it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_trained_model(config: str, checkpoint: str, cfg_options=None):
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    import projects.desa2va.registry  # noqa: F401
+    from projects.desa2va.models.checkpoint_io import CheckpointError
+
+    cfg = Config.fromfile(config, lazy_import=False)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if "stage1_checkpoint" in cfg.model:
+        cfg.model.stage1_checkpoint = None  # the trained weights come from the checkpoint
+    model = MODELS.build(cfg.model)
+    if not os.path.isfile(checkpoint):
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+    try:
+        obj = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {checkpoint}: {e}") from e
+    state = obj.get("state_dict", obj)
+    own = model.state_dict()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(trainable - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {checkpoint} does not match {config}: missing {missing[:10]}, "
+                              f"unexpected {unexpected[:10]}")
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def main(argv=None) -> int:
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("checkpoint")
+    p.add_argument("--save-path", required=True)
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default=None)
+    a = p.parse_args(argv)
+    model = load_trained_model(a.config, a.checkpoint, a.cfg_options)
+    model.save_pretrained(a.save_path)
+    print(f"[convert_to_hf] wrote {a.save_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
