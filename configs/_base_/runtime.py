@@ -8,6 +8,7 @@ default_hooks = dict(
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=500, max_keep_ckpts=2),
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
+custom_hooks = [dict(type="TrainableWeightsCheckpointHook")]  # checkpoints hold trainable weights only
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="nccl"))
 log_processor = dict(by_epoch=False, window_size=10)

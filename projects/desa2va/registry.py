@@ -2,6 +2,7 @@
 (`dict(type='DeSa2VAModel', ...)`). Imported by configs through `custom_imports`."""
 from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS, MODELS
 
+from . import hooks  # noqa: F401  (registers TrainableWeightsCheckpointHook)
 from .datasets.base import collate
 from .datasets.chatunivi import ChatUniViDataset
 from .datasets.gcg import GCGDataset

@@ -37,6 +37,12 @@ def test_tiny_config_trains_and_checkpoints(run_dir):
     for term in ("loss_lm", "loss_text_bce", "loss_visual_dice", "loss_fused_bce", "loss_align", "loss_orth"):
         assert term in log
     assert os.path.isfile(run_dir / "wd" / "iter_2.pth")
+    import torch
+
+    state = torch.load(run_dir / "wd" / "iter_2.pth", map_location="cpu", weights_only=False)["state_dict"]
+    assert any("lora_A" in k for k in state) and any(k.startswith("decoupler.") for k in state)
+    assert not any(k.startswith(("grounding.sam2_model.image_encoder", "mllm.vision_model", "real_text_proj"))
+                   for k in state)  # frozen weights are not stored
 
 
 def test_wrong_data_path_stops_before_loading_models(run_dir, tmp_path):
@@ -73,3 +79,26 @@ def test_exported_folder_gives_the_checkpoints_masks(run_dir, monkeypatch):
         exported.predict("Please segment the red circle.", image=img)["text"]
     with pytest.raises(Exception, match="checkpoint not found"):
         convert_to_hf.load_trained_model(config, str(run_dir / "nope.pth"))
+
+
+def _losses(log):
+    import re
+
+    return {int(m.group(1)): float(m.group(2)) for m in re.finditer(r"Iter\(train\) \[(\d+)/\d+\].*?\sloss: ([\d.]+)", log)}
+
+
+def test_resumed_run_reproduces_the_uninterrupted_losses(run_dir):
+    common = ["--cfg-options", "train_cfg.max_iters=4", "default_hooks.logger.interval=1",
+              "default_hooks.checkpoint.interval=2", "train_dataloader.batch_size=2",
+              "train_dataloader.sampler.batch_size=2"]
+    full = _train(run_dir, "--work-dir", "full", *common)
+    assert full.returncode == 0, full.stderr[-2000:]
+    cut = _train(run_dir, "--work-dir", "cut", *common)
+    assert cut.returncode == 0
+    # as if it had stopped after 2 iterations: keep only iter_2 and resume from it
+    os.remove(run_dir / "cut" / "iter_4.pth")
+    (run_dir / "cut" / "last_checkpoint").write_text(str(run_dir / "cut" / "iter_2.pth"))
+    resumed = _train(run_dir, "--work-dir", "cut", "--resume", "auto", *common)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _losses(full.stdout + full.stderr), _losses(resumed.stdout + resumed.stderr)
+    assert set(b) == {3, 4} and all(a[i] == b[i] for i in (3, 4)), (a, b)
