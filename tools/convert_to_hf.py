@@ -16,12 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_trained_model(config: str, checkpoint: str, cfg_options=None):
-    import torch
     from mmengine.config import Config
     from mmengine.registry import MODELS
 
     import projects.desa2va.registry  # noqa: F401
-    from projects.desa2va.models.checkpoint_io import CheckpointError
+    from projects.desa2va.models.checkpoint_io import CheckpointError, read_torch_checkpoint
 
     cfg = Config.fromfile(config, lazy_import=False)
     if cfg_options:
@@ -29,13 +28,7 @@ def load_trained_model(config: str, checkpoint: str, cfg_options=None):
     if "stage1_checkpoint" in cfg.model:
         cfg.model.stage1_checkpoint = None  # the trained weights come from the checkpoint
     model = MODELS.build(cfg.model)
-    if not os.path.isfile(checkpoint):
-        raise CheckpointError(f"checkpoint not found: {checkpoint}")
-    try:
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {checkpoint}: {e}") from e
-    state = obj.get("state_dict", obj)
+    state = read_torch_checkpoint(checkpoint, key="state_dict", weights_only=False)
     own = model.state_dict()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     missing = sorted(trainable - set(state))

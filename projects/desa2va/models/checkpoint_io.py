@@ -64,12 +64,13 @@ def read_safetensors_folder(folder: str) -> Dict[str, torch.Tensor]:
     raise CheckpointError(f"no {SINGLE_NAME} or {INDEX_NAME} in {folder}")
 
 
-def read_torch_checkpoint(path: str, key: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """A torch.save'd state dict, optionally nested under `key` (SAM-2: key='model')."""
+def read_torch_checkpoint(path: str, key: Optional[str] = None, weights_only: bool = True) -> Dict[str, torch.Tensor]:
+    """A torch.save'd state dict, optionally nested under `key` (SAM-2: key='model'; mmengine training
+    checkpoints: key='state_dict', weights_only=False since they also hold non-tensor objects)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
     if key is not None:
