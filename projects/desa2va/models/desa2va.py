@@ -37,7 +37,7 @@ from ..common.chat_template import (INTERNVL2_5_SYSTEM, expand_image_placeholder
 from ..common.image_processing import (mllm_image_tiles, mllm_video_frames, region_token_cells, resize_logits,
                                       to_pil)
 from ..common import special_tokens as st
-from .checkpoint_io import CheckpointError
+from .checkpoint_io import CheckpointError, read_torch_checkpoint
 from .decoupler import Decoupler, RealTextProjection, Sa2VAProjection
 from .fusion import MaskFusion
 from .grounding import SAM2Grounding
@@ -172,13 +172,8 @@ class DeSa2VAModel(BaseModel):
                 raise CheckpointError(f"stage-1 work dir {path} has no last_checkpoint (did stage 1 finish?)")
             with open(last) as f:
                 path = f.read().strip()
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except FileNotFoundError:
-            raise CheckpointError(f"stage-1 checkpoint not found: {path}") from None
-        except Exception as e:
-            raise CheckpointError(f"cannot read stage-1 checkpoint {path}: {e}") from e
-        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+        obj = read_torch_checkpoint(path, weights_only=False)  # a file from save_stage1 or a training checkpoint
+        sd = obj.get("state_dict", obj)
         if not isinstance(sd, dict):
             raise CheckpointError(f"stage-1 checkpoint {path} holds no state dict")
         sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
