@@ -2,6 +2,9 @@
 
     python tools/convert_to_hf.py CONFIG CHECKPOINT --save-path OUT [--cfg-options k=v ...]
 
+CHECKPOINT: an mmengine checkpoint file, a DeepSpeed checkpoint folder (`iter_N.pth/`), or a work dir
+(its latest checkpoint).
+
 The folder loads with `DeSa2VAModel.from_pretrained(OUT)` (evaluation, inference) without the training
 config and without trust_remote_code. Every trainable weight must be in the checkpoint; a missing or
 unexpected key is an error naming it.
@@ -20,7 +23,7 @@ def load_trained_model(config: str, checkpoint: str, cfg_options=None):
     from mmengine.registry import MODELS
 
     import projects.desa2va.registry  # noqa: F401
-    from projects.desa2va.models.checkpoint_io import CheckpointError, read_torch_checkpoint
+    from projects.desa2va.models.checkpoint_io import CheckpointError, read_training_checkpoint
 
     cfg = Config.fromfile(config, lazy_import=False)
     if cfg_options:
@@ -28,7 +31,7 @@ def load_trained_model(config: str, checkpoint: str, cfg_options=None):
     if "stage1_checkpoint" in cfg.model:
         cfg.model.stage1_checkpoint = None  # the trained weights come from the checkpoint
     model = MODELS.build(cfg.model)
-    state = read_torch_checkpoint(checkpoint, key="state_dict", weights_only=False)
+    state = read_training_checkpoint(checkpoint)
     own = model.state_dict()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     missing = sorted(trainable - set(state))

@@ -1,8 +1,11 @@
 """Train with mmengine's Runner.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH|auto]] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH|auto]] [--deepspeed JSON]
+                                 [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 
-Exits non-zero when training fails (unlike the `xtuner train` CLI, which always exits 0).
+With --deepspeed the run uses mmengine's FlexibleRunner with DeepSpeed (configs/deepspeed/zero2.json on
+GPUs, zero2_cpu.json without); `tools/dist.sh` passes it by default. Exits non-zero when training fails
+(unlike the `xtuner train` CLI, which always exits 0).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ def parse_args(argv=None):
                    help="resume from a checkpoint path, or 'auto' for the latest in the work dir")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
                    help="override config settings, e.g. train_cfg.max_iters=10")
+    p.add_argument("--deepspeed", default=None, help="DeepSpeed json (e.g. configs/deepspeed/zero2.json)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     return p.parse_args(argv)
 
@@ -68,7 +72,17 @@ def main(argv=None) -> int:
     if missing:
         print("data paths not found (nothing was loaded):\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
-    runner = Runner.from_cfg(cfg)
+    from projects.desa2va.engine import init_distributed_without_gpus, use_deepspeed
+
+    if args.deepspeed:
+        use_deepspeed(cfg, args.deepspeed)
+    init_distributed_without_gpus(cfg, args.launcher, deepspeed=bool(args.deepspeed))
+    if cfg.get("runner_type") == "FlexibleRunner":
+        from mmengine.runner import FlexibleRunner
+
+        runner = FlexibleRunner.from_cfg(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
     runner.train()
     return 0
 

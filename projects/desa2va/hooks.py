@@ -1,38 +1,80 @@
 """mmengine hooks of the project."""
 import random
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import all_gather_object, get_dist_info
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+
+
+def capture_rng() -> Dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @HOOKS.register_module()
 class TrainableWeightsCheckpointHook(Hook):
     """Keep only trainable weights in training checkpoints (LoRA, grounding-token rows, projector, heads,
     decoders): frozen weights are rebuilt from the pretrained files when the config builds the model, so a
-    4B checkpoint shrinks from gigabytes to what training changed. Resume loads non-strictly.
+    4B checkpoint shrinks from gigabytes to what training changed. Resume loads non-strictly. (Under
+    DeepSpeed the strategy's `exclude_frozen_parameters` does the same.)
 
-    The checkpoint also carries the random states (python, numpy, torch, CUDA) and restores them on
-    resume, so a resumed run draws the same loss points and point dropouts as an uninterrupted one."""
+    The checkpoint also carries every rank's random states (python, numpy, torch, CUDA), gathered just
+    before the checkpoint hook saves, and each rank restores its own on resume, so a resumed run draws the
+    same loss points and point dropouts as an uninterrupted one. (Data randomness is the datasets' own and
+    is replayed by the dataloader fast-forward.)"""
 
-    priority = "VERY_LOW"
+    priority = "LOW"  # after_train_iter runs before CheckpointHook's (VERY_LOW)
+
+    def __init__(self) -> None:
+        self._rng_by_rank: Optional[List[Dict[str, Any]]] = None
+
+    @staticmethod
+    def _checkpoint_due(runner) -> bool:
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch:
+                if hook.every_n_train_iters(runner, hook.interval) or (
+                        hook.save_last and hook.is_last_train_iter(runner)):
+                    return True
+        return False
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        # a collective on every rank; the checkpoint hook then saves on the main rank only
+        self._rng_by_rank = all_gather_object(capture_rng()) if self._checkpoint_due(runner) else None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        keep = {n for n, p in model.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        checkpoint["rng_states"] = {"python": random.getstate(), "numpy": np.random.get_state(),
-                                    "torch": torch.get_rng_state(),
-                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        if "state_dict" in checkpoint:  # the DeepSpeed strategy stores module states itself
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            keep = {n for n, p in model.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        states = self._rng_by_rank
+        if states is None and get_dist_info()[1] == 1:
+            states = [capture_rng()]  # a save outside the periodic checkpoints
+        if states is not None:
+            checkpoint["rng_states"] = states
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        rng = checkpoint.get("rng_states")
-        if not rng:
+        states = checkpoint.get("rng_states")
+        if not states:
             return
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        rank, world = get_dist_info()
+        if isinstance(states, dict):  # written by one process
+            states = [states]
+        if len(states) != world:
+            print_log(f"checkpoint random states come from {len(states)} process(es), this run has {world}: "
+                      "not restored (the resumed run will not repeat the uninterrupted one exactly)",
+                      logger="current", level=30)
+            return
+        restore_rng(states[rank])

@@ -277,7 +277,7 @@ def test_stage1_to_stage2_hand_off(make_model, tmp_path):
     (wd / "last_checkpoint").write_text(path)
     from_dir = make_model("desa2va", stage1_checkpoint=str(wd))
     assert torch.equal(from_dir.text_decoder.iou_token.weight, stage2.text_decoder.iou_token.weight)
-    with pytest.raises(CheckpointError, match="has no last_checkpoint"):
+    with pytest.raises(CheckpointError, match="nor a work dir with a last_checkpoint"):
         make_model("desa2va", stage1_checkpoint=str(tmp_path))
     fresh = make_model("desa2va")  # ablation: no stage 1, text decoder from SAM-2
     assert not torch.equal(fresh.text_decoder.iou_token.weight, stage2.text_decoder.iou_token.weight)

@@ -3,6 +3,9 @@
 - `read_safetensors_folder(folder)`: a Hugging Face folder's weights, `model.safetensors` or
   shards listed in `model.safetensors.index.json`.
 - `read_torch_checkpoint(path, key)`: `torch.save`d dicts such as SAM-2's `{"model": state_dict}`.
+- `read_training_checkpoint(path)`: the weights of a training checkpoint, an mmengine file
+  (`iter_N.pth`, key `state_dict`) or a DeepSpeed folder (`iter_N.pth/mp_rank_00_model_states.pt`, key
+  `module`); a work dir means its `last_checkpoint`.
 - `load_state_dict_strict(module, state_dict, source)`: every module key filled, every checkpoint key
   used, every shape equal; otherwise `CheckpointError` listing the offending keys.
 """
@@ -81,6 +84,29 @@ def read_torch_checkpoint(path: str, key: Optional[str] = None, weights_only: bo
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {path} does not hold a state dict")
     return dict(obj)
+
+
+DEEPSPEED_MODEL_STATES = "mp_rank_00_model_states.pt"
+
+
+def read_training_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """Weights of an mmengine / DeepSpeed training checkpoint (with a leading `module.` removed). A work
+    dir is read through its `last_checkpoint` file."""
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, DEEPSPEED_MODEL_STATES)):
+        last = os.path.join(path, "last_checkpoint")
+        if not os.path.isfile(last):
+            raise CheckpointError(f"{path} is neither a DeepSpeed checkpoint folder (no {DEEPSPEED_MODEL_STATES}) "
+                                  "nor a work dir with a last_checkpoint file (did training save one?)")
+        with open(last) as f:
+            path = f.read().strip()
+    if os.path.isdir(path):
+        sd = read_torch_checkpoint(os.path.join(path, DEEPSPEED_MODEL_STATES), key="module", weights_only=False)
+    else:
+        obj = read_torch_checkpoint(path, weights_only=False)
+        sd = obj.get("state_dict", obj)
+        if not isinstance(sd, Mapping):
+            raise CheckpointError(f"training checkpoint {path} holds no state dict")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
 def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:

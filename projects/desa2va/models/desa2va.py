@@ -37,7 +37,7 @@ from ..common.chat_template import (INTERNVL2_5_SYSTEM, expand_image_placeholder
 from ..common.image_processing import (mllm_image_tiles, mllm_video_frames, region_token_cells, resize_logits,
                                       to_pil)
 from ..common import special_tokens as st
-from .checkpoint_io import CheckpointError, read_torch_checkpoint
+from .checkpoint_io import CheckpointError, read_training_checkpoint
 from .decoupler import Decoupler, RealTextProjection, Sa2VAProjection
 from .fusion import MaskFusion
 from .grounding import SAM2Grounding
@@ -165,18 +165,8 @@ class DeSa2VAModel(BaseModel):
 
     def load_stage1(self, path: str) -> None:
         """Load the text-aware decoder and Linear(Real-Text) from a stage-1 file, a training checkpoint, or
-        a stage-1 work dir (its `last_checkpoint`)."""
-        if os.path.isdir(path):
-            last = os.path.join(path, "last_checkpoint")
-            if not os.path.isfile(last):
-                raise CheckpointError(f"stage-1 work dir {path} has no last_checkpoint (did stage 1 finish?)")
-            with open(last) as f:
-                path = f.read().strip()
-        obj = read_torch_checkpoint(path, weights_only=False)  # a file from save_stage1 or a training checkpoint
-        sd = obj.get("state_dict", obj)
-        if not isinstance(sd, dict):
-            raise CheckpointError(f"stage-1 checkpoint {path} holds no state dict")
-        sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+        a DeepSpeed checkpoint folder, or a stage-1 work dir (its `last_checkpoint`)."""
+        sd = read_training_checkpoint(path)  # also a file from save_stage1
         own = self.stage1_state_dict()
         missing = sorted(set(own) - set(sd))
         if missing:
