@@ -18,19 +18,26 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def load_trained_model(config: str, checkpoint: str, cfg_options=None):
+def build_model(config: str, cfg_options=None, skip_stage1: bool = True):
+    """The config's model as training starts it (frozen weights from the pretrained files it names); the
+    stage-1 hand-off is skipped, since the trained weights come from a checkpoint."""
     from mmengine.config import Config
     from mmengine.registry import MODELS
 
     import projects.desa2va.registry  # noqa: F401
-    from projects.desa2va.models.checkpoint_io import CheckpointError, read_training_checkpoint
 
     cfg = Config.fromfile(config, lazy_import=False)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if "stage1_checkpoint" in cfg.model:
-        cfg.model.stage1_checkpoint = None  # the trained weights come from the checkpoint
-    model = MODELS.build(cfg.model)
+    if skip_stage1 and "stage1_checkpoint" in cfg.model:
+        cfg.model.stage1_checkpoint = None
+    return MODELS.build(cfg.model)
+
+
+def load_trained_model(config: str, checkpoint: str, cfg_options=None):
+    from projects.desa2va.models.checkpoint_io import CheckpointError, read_training_checkpoint
+
+    model = build_model(config, cfg_options)
     state = read_training_checkpoint(checkpoint)
     own = model.state_dict()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

@@ -1,4 +1,7 @@
 # CPU settings shared by the tiny configs: fp32, AdamW betas (0.9, 0.95) (CALIBRATION.md), short schedule.
+# A config that changes max_iters sets train_cfg and param_scheduler again (warmup_cosine).
+from projects.desa2va.config_builders import warmup_cosine
+
 _base_ = ["runtime.py", "schedule.py"]
 
 max_iters = 600
@@ -8,9 +11,7 @@ optim_wrapper = dict(type="OptimWrapper", _delete_=True,
                      paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
                                         custom_keys={"embed_tokens": dict(decay_mult=0.0),
                                                      "lm_head": dict(decay_mult=0.0)}))
-param_scheduler = [
-    dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0, end=30),
-    dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=False, begin=30, end=max_iters),
-]
+param_scheduler = warmup_cosine(max_iters, 30)
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters)
 default_hooks = dict(checkpoint=dict(interval=200), logger=dict(interval=10))
+del warmup_cosine

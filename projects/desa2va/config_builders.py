@@ -86,3 +86,9 @@ def dataloader(dataset: Dict[str, Any], batch_size: int, num_workers: int = 4) -
     return dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
                 dataset=dataset, sampler=dict(type="KindGroupedSampler", batch_size=batch_size, shuffle=True),
                 collate_fn=dict(type="desa2va_collate"))
+
+
+def warmup_cosine(max_iters: int, warmup_iters: int, start_factor: float = 1e-3) -> List[Dict[str, Any]]:
+    """Linear warm-up then cosine decay to 0, per iteration (configs that change max_iters call it again)."""
+    return [dict(type="LinearLR", start_factor=start_factor, by_epoch=False, begin=0, end=warmup_iters),
+            dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=False, begin=warmup_iters, end=max_iters)]

@@ -57,6 +57,24 @@ def test_refcoco_format_is_read_and_masks_match_the_pixels(synthetic, tiny_mllm_
     assert train[0]["masks"].shape[0] >= 1
 
 
+def test_validation_splits_separate_attributes_from_comparisons(synthetic):
+    import pickle
+
+    from projects.desa2va.datasets.synthetic import expression_split
+
+    with open(synthetic / "refcoco" / "refs(unc).p", "rb") as f:
+        refs = pickle.load(f)
+    by_split = {}
+    for r in refs:
+        by_split.setdefault(r["split"], []).extend(s["sent"] for s in r["sentences"])
+    assert set(by_split) <= {"train", "val", "testA", "testB"} and {"train", "val"} <= set(by_split)
+    assert all(" left of " not in t and "most " not in t and "est " not in t for t in by_split["val"])
+    assert all(" left of " in t for t in by_split.get("testB", []))
+    assert all(t.split()[1] in ("largest", "smallest", "leftmost", "rightmost") for t in by_split.get("testA", []))
+    assert expression_split("the largest square") == "testA" and expression_split("the red shape") == "val"
+    assert expression_split("the star left of the red circle") == "testB"
+
+
 def test_mevis_format_is_read(synthetic, tiny_mllm_path):
     for split, mode in (("train", "train"), ("valid_u", "eval")):
         ds = RefVOSDataset(data_root=str(synthetic / "mevis" / split), mode=mode, model_path=tiny_mllm_path,

@@ -141,8 +141,13 @@ def test_text_only_fusion_in_the_model_returns_the_text_mask(make_model):
     with torch.no_grad():
         fused = model.decode_objects(feats, h, fidx)
         z_t, _ = model.decoupler(h)
-        text = model.grounding.decode(feats, z_t, fidx, decoder=model.text_decoder).low_res_logits
-    assert torch.equal(fused, text)
+        text = model.decode_text_branch(feats, z_t, fidx).low_res_logits
+        # D_txt sees z_t as stage 1 showed it the text when the points were dropped
+        points = torch.rand(2, model.num_text_points, 2) * 256
+        stage1 = model.text_prompt_tokens(z_t, points, torch.ones(2, dtype=torch.bool))
+        assert stage1.shape[1] == model.num_text_points + 1
+        as_stage1 = model.grounding.decode(feats, stage1, fidx, decoder=model.text_decoder).low_res_logits
+    assert torch.equal(fused, text) and torch.equal(text, as_stage1)
 
 
 def test_reprompt_refines_and_is_a_no_op_when_off(make_model):
@@ -152,7 +157,7 @@ def test_reprompt_refines_and_is_a_no_op_when_off(make_model):
     fidx = torch.zeros(2, dtype=torch.long)
     with torch.no_grad():
         z_t, z_v = model.decoupler(h)
-        ot = model.grounding.decode(feats, z_t, fidx, decoder=model.text_decoder)
+        ot = model.decode_text_branch(feats, z_t, fidx)
         ov = model.grounding.decode(feats, z_v, fidx)
         fused = model.fusion(ot.low_res_logits, ov.low_res_logits, z_t, z_v, ot.iou_pred, ov.iou_pred)
         assert torch.equal(model.decode_objects(feats, h, fidx, reprompt_iters=0), fused)

@@ -1,8 +1,13 @@
 """The built-in synthetic benchmark, written in the real formats so the real readers read it.
 
-    <out>/refcoco/   instances.json (COCO, polygons), refs(unc).p (train/val), images/*.png
+    <out>/refcoco/   instances.json (COCO, polygons), refs(unc).p, images/*.png
                      2-5 coloured shapes per image; expressions by colour, shape, size, position and
-                     relation ("the red circle", "the largest square", "the triangle left of the blue star")
+                     relation ("the red circle", "the largest square", "the triangle left of the blue star").
+                     Splits: train = every expression of the training images; on the validation images
+                     val = attribute expressions (colour / shape), testA = size and position ("the
+                     largest square", "the leftmost shape"), testB = relations to another object. A tiny
+                     model learns attributes within minutes on a CPU but stays near chance on comparisons
+                     (shared CALIBRATION.md), so they are scored apart.
     <out>/mevis/{train,valid_u}/  JPEGImages/<vid>/<frame>.jpg, meta_expressions.json, mask_dict.json (RLE)
                      shapes moving (some stop halfway); appearance and motion expressions
                      ("the circle moving right", "the shape that stops")
@@ -123,6 +128,15 @@ def referring_expressions(shapes: List[Shape], spatial: bool = True) -> Dict[int
     return out
 
 
+def expression_split(text: str) -> str:
+    """Validation split of an expression: val (attribute), testA (size, position), testB (relation)."""
+    if " left of " in text:
+        return "testB"
+    if text.split()[1] in ("largest", "smallest", "leftmost", "rightmost"):
+        return "testA"
+    return "val"
+
+
 def _dump_json(obj, path):
     with open(path, "w") as f:
         json.dump(obj, f, sort_keys=True, separators=(",", ":"))
@@ -151,16 +165,18 @@ def write_refcoco(out: str, rng: np.random.Generator, num_train: int, num_val: i
             anns.append({"id": ann_id, "image_id": image_id, "category_id": CATEGORY_IDS[s.kind], "iscrowd": 0,
                          "segmentation": [p], "area": int(m.sum()),
                          "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]})
-            if not exprs[i]:
-                continue
-            sents = []
-            for e in exprs[i]:
-                sents.append({"raw": e, "sent": e, "tokens": e.split(), "sent_id": sent_id})
-                sent_id += 1
-            refs.append({"ref_id": ref_id, "ann_id": ann_id, "image_id": image_id, "split": split,
-                         "category_id": CATEGORY_IDS[s.kind], "file_name": name, "sentences": sents,
-                         "sent_ids": [x["sent_id"] for x in sents]})
-            ref_id += 1
+            groups: Dict[str, List[str]] = {}
+            for e in exprs[i]:  # one ref per (object, split), as RefCOCO has several refs per object
+                groups.setdefault(split if split == "train" else expression_split(e), []).append(e)
+            for ref_split in sorted(groups):
+                sents = []
+                for e in groups[ref_split]:
+                    sents.append({"raw": e, "sent": e, "tokens": e.split(), "sent_id": sent_id})
+                    sent_id += 1
+                refs.append({"ref_id": ref_id, "ann_id": ann_id, "image_id": image_id, "split": ref_split,
+                             "category_id": CATEGORY_IDS[s.kind], "file_name": name, "sentences": sents,
+                             "sent_ids": [x["sent_id"] for x in sents]})
+                ref_id += 1
     _dump_json({"images": images, "annotations": anns,
                 "categories": [{"id": v, "name": k} for k, v in CATEGORY_IDS.items()]},
                os.path.join(root, "instances.json"))

@@ -348,7 +348,7 @@ class DeSa2VAModel(BaseModel):
             losses["loss_mask_dice"] = w["dice"] * dice
             return losses
         z_t, z_v = self.decoupler(h)
-        out_t = self.grounding.decode(feats, z_t[rows], frame_rows, decoder=self.text_decoder)
+        out_t = self.decode_text_branch(feats, z_t[rows], frame_rows)
         out_v = self.grounding.decode(feats, z_v[rows], frame_rows)
         fused = self.fusion(out_t.low_res_logits, out_v.low_res_logits, z_t[rows], z_v[rows],
                             out_t.iou_pred, out_v.iou_pred)
@@ -381,6 +381,12 @@ class DeSa2VAModel(BaseModel):
             pos = pe.pe_layer.forward_with_coords(points + 0.5, pe.input_image_size).to(r.dtype)
             pt = torch.where(drop[:, None, None], pad, pos + r[:, None])
         return torch.cat([pt, r[:, None]], dim=1)
+
+    def decode_text_branch(self, feats, z_t: torch.Tensor, frame_index: torch.Tensor):
+        """D_txt on z_t in the token layout stage 1 trains it on when the points are dropped (K
+        not-a-point tokens, then the text token), so stage 2 starts from what stage 1 learned."""
+        tokens = self.text_prompt_tokens(z_t, None, torch.ones(z_t.shape[0], dtype=torch.bool, device=z_t.device))
+        return self.grounding.decode(feats, tokens, frame_index, decoder=self.text_decoder)
 
     def _text_pretrain_loss(self, data: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         bsz = len(data["masks"])
@@ -429,7 +435,7 @@ class DeSa2VAModel(BaseModel):
             logits = g.decode(feats, z_v, frame_index).low_res_logits
         elif self.mode == "desa2va":
             z_t, z_v = self.decoupler(seg_hidden)
-            out_t = g.decode(feats, z_t, frame_index, decoder=self.text_decoder)
+            out_t = self.decode_text_branch(feats, z_t, frame_index)
             out_v = g.decode(feats, z_v, frame_index)
             logits = self.fusion(out_t.low_res_logits, out_v.low_res_logits, z_t, z_v, out_t.iou_pred, out_v.iou_pred)
         else:
