@@ -154,3 +154,102 @@ def save_tiny_model(tiny_mllm_path, tiny_sam2_ckpt):
                      checkpoint=tiny_sam2_ckpt), **kwargs).save_pretrained(str(folder))
         return str(folder)
     return save
+
+
+def prompt_sample(model, frames, question, masks, answer="Sure, [SEG]."):
+    """One training sample whose prompt is exactly what inference builds (image: one tile; video: one tile
+    per frame, "FrameN: <image>" lines), answer `answer`, masks (n_obj, T, H, W)."""
+    import numpy as np
+
+    from projects.desa2va.common.chat_template import expand_image_placeholders, generation_prompt
+    from projects.desa2va.common.image_processing import mllm_image_tiles, mllm_video_frames, sam2_frames
+
+    n, tok, k = len(frames), model.mllm.tokenizer, model.mllm.num_image_token
+    user = "".join(f"Frame{i + 1}: <image>\n" for i in range(n)) + question if n > 1 else "<image>\n" + question
+    p = tok(generation_prompt(expand_image_placeholders(user, [k] * n), (), model.system_prompt),
+            add_special_tokens=False).input_ids
+    a = tok(answer + "<|im_end|>", add_special_tokens=False).input_ids
+    tiles = mllm_video_frames(frames, model.mllm.tile_size) if n > 1 else \
+        mllm_image_tiles(frames[0], model.mllm.tile_size, 1, 1)
+    return dict(ids=p + a, labels=[-100] * len(p) + a, tiles=tiles,
+                sam=sam2_frames(frames, model.grounding.image_size), masks=torch.as_tensor(np.asarray(masks)))
+
+
+def collate_samples(model, samples, texts):
+    length = max(len(s["ids"]) for s in samples)
+    pad = model.mllm.tokenizer.pad_token_id
+    ids = torch.full((len(samples), length), pad)
+    labels = torch.full((len(samples), length), -100)
+    att = torch.zeros(len(samples), length, dtype=torch.long)
+    for b, s in enumerate(samples):
+        ids[b, :len(s["ids"])], labels[b, :len(s["ids"])], att[b, :len(s["ids"])] = \
+            torch.tensor(s["ids"]), torch.tensor(s["labels"]), 1
+    return dict(input_ids=ids, labels=labels, attention_mask=att, pixel_values=torch.cat([s["tiles"] for s in samples]),
+                num_tiles=[s["tiles"].shape[0] for s in samples], sam_images=[s["sam"] for s in samples],
+                masks=[s["masks"] for s in samples], object_texts=texts, sample_ids=[f"s{i}" for i in range(len(samples))])
+
+
+@pytest.fixture(scope="session")
+def seg_model_folder(tmp_path_factory, tiny_mllm_path, tiny_sam2_ckpt):
+    """A saved tiny DeSa2VA model (save_pretrained format) trained for 40 steps (~35 s) on two shapes, as
+    images and as 5-frame clips, to answer "Sure, [SEG]." to segmentation questions: inference tests,
+    the demo notebook and the app get real [SEG] answers and masks from a real checkpoint folder."""
+    from projects.desa2va.models.desa2va import DeSa2VAModel
+
+    torch.manual_seed(0)
+    model = DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path, lora=dict(r=16, lora_alpha=32, lora_dropout=0.0)),
+                         grounding=dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt), mode="desa2va",
+                         num_points=1024, system_prompt=None)
+    img, circle, square = two_shapes()
+    samples = [prompt_sample(model, [img], "Please segment the red circle in this image.", circle[None, None]),
+               prompt_sample(model, [img], "Please segment the blue square in this image.", square[None, None]),
+               prompt_sample(model, [img] * 5, "Please segment the red circle in this video.", [[circle] * 5]),
+               prompt_sample(model, [img] * 5, "Please segment the blue square in this video.", [[square] * 5])]
+    data = collate_samples(model, samples, [["the red circle"], ["the blue square"]] * 2)
+    train(model, data, 40, lr=1e-3)
+    folder = str(tmp_path_factory.mktemp("seg_model"))
+    model.save_pretrained(folder)
+    return folder
+
+
+def write_tiny_sa2va(folder, tiny_mllm_path, tiny_sam2_ckpt, seed=0, drop=(), extra=None, max_shard_bytes=2_000_000):
+    """A tiny folder in the layout of a released Sa2VA checkpoint: InternVL chat config.json (Sa2VA
+    architecture, `template`), sharded safetensors with vision_model / mlp1 / language_model /
+    grounding_encoder.sam2_model / text_hidden_fcs keys, a tokenizer holding the grounding tokens.
+    `drop`: source keys to leave out; `extra`: {key: tensor} to add."""
+    import json
+    import shutil
+
+    from projects.desa2va.models.checkpoint_io import read_torch_checkpoint, write_safetensors_folder
+    from projects.desa2va.models.mllm import InternVLMLLM
+
+    torch.manual_seed(seed)
+    mllm = InternVLMLLM(tiny_mllm_path)  # adds [SEG] & co. to the tokenizer and the embedding rows
+    state = mllm.merged_state_dict()
+    sam2 = read_torch_checkpoint(tiny_sam2_ckpt)
+    sam2 = sam2.get("model", sam2)
+    state.update({f"grounding_encoder.sam2_model.{k}": v for k, v in sam2.items()})
+    d = mllm.hidden_size
+    state.update({"text_hidden_fcs.0.weight": torch.randn(d, d) / d ** 0.5, "text_hidden_fcs.0.bias": torch.randn(d) * 0.1,
+                  "text_hidden_fcs.2.weight": torch.randn(256, d) / d ** 0.5, "text_hidden_fcs.2.bias": torch.randn(256) * 0.1})
+    for k in drop:
+        state.pop(k)
+    state.update(extra or {})
+    os.makedirs(folder, exist_ok=True)
+    write_safetensors_folder(state, str(folder), max_shard_bytes=max_shard_bytes)
+    mllm.tokenizer.save_pretrained(str(folder))
+    with open(os.path.join(tiny_mllm_path, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["llm_config"]["vocab_size"] = int(state["language_model.model.embed_tokens.weight"].shape[0]) \
+        if "language_model.model.embed_tokens.weight" in state else cfg["llm_config"]["vocab_size"]
+    cfg.update(architectures=["Sa2VAChatModel"], model_type="sa2va_chat", template="qwen_chat",
+               auto_map={"AutoConfig": "configuration_sa2va_chat.Sa2VAChatConfig",
+                         "AutoModel": "modeling_sa2va_chat.Sa2VAChatModel"})
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    for py in ("modeling_sa2va_chat.py", "configuration_sa2va_chat.py"):  # remote code we never run
+        with open(os.path.join(folder, py), "w") as f:
+            f.write("raise RuntimeError('remote code must not run')\n")
+    shutil.copy(os.path.join(tiny_mllm_path, "generation_config.json"), folder) \
+        if os.path.isfile(os.path.join(tiny_mllm_path, "generation_config.json")) else None
+    return str(folder)

@@ -35,6 +35,15 @@ SEG_ANSWERS = ["It is [SEG].", "Sure, [SEG].", "Sure, it is [SEG].", "Sure, the 
                "[SEG]."]
 
 
+def referring_question(expression: str, video: bool = False) -> str:
+    """The question asked for a referring expression at evaluation and in the predictor's `segment`:
+    "Please segment {expression} in this image/video."; a question (ReVOS reasoning) is asked as it is."""
+    e = expression.strip()
+    if e.endswith("?"):
+        return f"{e} Please respond with the segmentation mask{'s' if video else ''}."
+    return (VIDEO_SEG_QUESTIONS if video else IMAGE_SEG_QUESTIONS)[1].format(e.rstrip("."))
+
+
 class SampleError(Exception):
     """A sample that cannot be used; `reason` is a short counter key (missing_file, too_long, ...)."""
 

@@ -33,7 +33,7 @@ from projects.desa2va.common.masks import encode_rle  # noqa: E402
 from projects.desa2va.datasets.base import open_image  # noqa: E402
 from projects.desa2va.datasets.mevis_revos import RefVOSDataset  # noqa: E402
 from projects.desa2va.datasets.ref_ytvos import RefYTVOSDataset  # noqa: E402
-from projects.desa2va.datasets.template import VIDEO_SEG_QUESTIONS  # noqa: E402
+from projects.desa2va.datasets.template import referring_question  # noqa: E402
 from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
                                                 run_and_merge, write_outputs)
 from projects.desa2va.evaluation.metrics import j_and_f, pixel_accuracy, robustness  # noqa: E402
@@ -55,10 +55,7 @@ REFSAV_DEFAULTS = ("data/video_datas/sam_v_full", "data/video_datas/ref_sav_val.
 
 
 def question(expression: str) -> str:
-    e = expression.strip()
-    if e.endswith("?"):  # ReVOS reasoning questions are asked as they are
-        return f"{e} Please respond with the segmentation masks."
-    return VIDEO_SEG_QUESTIONS[1].format(e.rstrip("."))
+    return referring_question(expression, video=True)  # ReVOS reasoning questions are asked as they are
 
 
 def save_pngs(root: str, vid: str, exp_id: str, frames, masks: np.ndarray) -> None:

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from projects.desa2va.common.masks import encode_rle  # noqa: E402
 from projects.desa2va.datasets.refcoco import REFS_FILES, RefCOCODataset  # noqa: E402
-from projects.desa2va.datasets.template import IMAGE_SEG_QUESTIONS  # noqa: E402
+from projects.desa2va.datasets.template import referring_question  # noqa: E402
 from projects.desa2va.evaluation.common import (first_mask, init_distributed, load_model,  # noqa: E402
                                                 print_table, run_and_merge, write_outputs)
 
@@ -29,7 +29,7 @@ SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "te
 
 
 def question(sentence: str) -> str:
-    return "<image>\n" + IMAGE_SEG_QUESTIONS[1].format(sentence.strip().rstrip("."))
+    return "<image>\n" + referring_question(sentence)
 
 
 def summarize(records) -> dict:

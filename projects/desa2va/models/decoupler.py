@@ -26,10 +26,18 @@ class Sa2VAProjection(nn.Module):
 
 
 class Decoupler(nn.Module):
-    def __init__(self, hidden_size: int, out_dim: int = 256):
+    """`visual_proj='sa2va_mlp'` makes the visual branch Sa2VA's projection (Linear-ReLU-Linear), so a
+    stage 2 started from an imported Sa2VA model keeps Sa2VA's prompt path for D_vis."""
+
+    def __init__(self, hidden_size: int, out_dim: int = 256, visual_proj: str = "linear"):
         super().__init__()
         self.text_proj = nn.Linear(hidden_size, out_dim)    # Linear(Text)
-        self.vision_proj = nn.Linear(hidden_size, out_dim)  # Linear(Vision)
+        if visual_proj == "linear":
+            self.vision_proj = nn.Linear(hidden_size, out_dim)  # Linear(Vision)
+        elif visual_proj == "sa2va_mlp":
+            self.vision_proj = Sa2VAProjection(hidden_size, out_dim)
+        else:
+            raise ValueError(f"visual_proj must be 'linear' or 'sa2va_mlp', got {visual_proj!r}")
 
     def forward(self, h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(n, d) -> z_txt (n, 256), z_vis (n, 256)"""

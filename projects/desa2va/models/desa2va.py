@@ -89,6 +89,19 @@ def sample_positive_points(mask: torch.Tensor, k: int, generator: Optional[torch
     return torch.cat([peak, rest], dim=0)
 
 
+class _FramesWithKeys(Sequence):
+    """A video's frames as PIL images, read on access, with its key frames already read (kept)."""
+
+    def __init__(self, frames: Sequence, key_frames: Dict[int, Any]):
+        self.frames, self.key_frames = frames, key_frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int):
+        return self.key_frames[i] if i in self.key_frames else to_pil(self.frames[i])
+
+
 class DeSa2VAModel(BaseModel):
     """See the module docstring. Every METHOD.md section-4 switch is a constructor argument."""
 
@@ -100,11 +113,12 @@ class DeSa2VAModel(BaseModel):
                  stage1_checkpoint: Optional[str] = None,
                  num_text_points: int = 3, point_drop_prob: float = 0.5, focal_weight: float = 20.0,
                  pretrain_dice_weight: float = 1.0, iou_weight: float = 1.0,
+                 visual_proj: str = "linear", sa2va_init: Optional[str] = None,
                  reprompt_iters: int = 1, keyframes: str = "uniform", num_keyframes: int = 5,
                  max_new_tokens: int = 64, system_prompt: Optional[str] = INTERNVL2_5_SYSTEM,
                  max_tiles: Optional[int] = None, data_preprocessor=None, init_cfg=None):
         self_kwargs = {k: v for k, v in locals().items()
-                       if k not in ("self", "__class__", "mllm", "grounding", "stage1_checkpoint",
+                       if k not in ("self", "__class__", "mllm", "grounding", "stage1_checkpoint", "sa2va_init",
                                     "data_preprocessor", "init_cfg")}
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.config = self_kwargs  # what save_pretrained records
@@ -136,13 +150,17 @@ class DeSa2VAModel(BaseModel):
             if mode == "sa2va":
                 self.seg_proj = Sa2VAProjection(d, p)
             else:
-                self.decoupler = Decoupler(d, p)
+                self.decoupler = Decoupler(d, p, visual_proj)
                 self.text_decoder = self.grounding.copy_mask_decoder()
                 self.real_text_proj = RealTextProjection(d, p)
                 self.real_text_proj.requires_grad_(False)
                 self.fusion = MaskFusion(fusion, p)
                 if stage1_checkpoint:
                     self.load_stage1(stage1_checkpoint)
+                if sa2va_init:
+                    self.load_sa2va_projection(sa2va_init)
+        if sa2va_init and mode != "desa2va":
+            raise ValueError("sa2va_init initialises DeSa2VA's visual branch: it needs mode='desa2va'")
 
     @property
     def decouple(self) -> bool:
@@ -181,6 +199,25 @@ class DeSa2VAModel(BaseModel):
         if bad:
             raise CheckpointError(f"stage-1 checkpoint {path} has other shapes for {bad[:10]}")
         self.load_state_dict({k: sd[k] for k in own}, strict=False)
+
+    def load_sa2va_projection(self, folder: str) -> None:
+        """Visual branch from an imported Sa2VA folder (tools/import_sa2va.py): Linear(Vision) takes Sa2VA's
+        projection (needs visual_proj='sa2va_mlp'). D_vis is SAM-2's own decoder, so pointing the config's
+        SAM-2 checkpoint at the folder's `sam2.pt` gives it Sa2VA's decoder."""
+        from safetensors.torch import load_file
+
+        if not isinstance(self.decoupler.vision_proj, Sa2VAProjection):
+            raise ValueError("sa2va_init needs visual_proj='sa2va_mlp' (Sa2VA's projection is Linear-ReLU-Linear)")
+        path = os.path.join(folder, "heads.safetensors")
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path} not found: sa2va_init must be a folder written by tools/import_sa2va.py")
+        heads = load_file(path)
+        own = {k: v for k, v in self.decoupler.vision_proj.state_dict().items()}
+        src = {k[len("seg_proj."):]: v for k, v in heads.items() if k.startswith("seg_proj.")}
+        if set(src) != set(own) or any(src[k].shape != own[k].shape for k in own):
+            raise CheckpointError(f"{path}: Sa2VA projection {sorted((k, tuple(v.shape)) for k, v in src.items())} does "
+                                  f"not fit this model's {sorted((k, tuple(v.shape)) for k, v in own.items())}")
+        self.decoupler.vision_proj.load_state_dict(src)
 
     # ------------------------------------------------------------------ saved folders
     def head_state_dict(self) -> Dict[str, torch.Tensor]:
@@ -499,7 +536,7 @@ class DeSa2VAModel(BaseModel):
                 return self._predict_image(question, to_pil(image), history, region_masks)
             if region_masks is not None:
                 raise ValueError("region_masks are supported for images only")
-            return self._predict_video(question, [to_pil(f) for f in frames], history)
+            return self._predict_video(question, frames, history)
 
     def _predict_image(self, question, image, history, region_masks=None):
         m = self.mllm
@@ -523,25 +560,29 @@ class DeSa2VAModel(BaseModel):
     def predict_video(self, questions: Sequence[str], frames: Sequence, history=()) -> List[Dict[str, Any]]:
         """Several questions on one video: the key frames are preprocessed once, their SAM-2 features
         computed once, and every object of every answer is tracked in one SAM-2 state (each frame's
-        features computed once for all of them). Returns one {'text', 'masks'} per question."""
-        frames = [to_pil(f) for f in frames]
+        features computed once for all of them). `frames`: any sequence of PIL images or (H, W, 3) uint8
+        arrays, read on access (key frames once, the others once by the propagation), e.g. the lazily
+        decoded `inference.media.VideoFrames`. Returns one {'text', 'masks'} per question."""
         m = self.mllm
         keys = keyframe_indices(len(frames), self.keyframes, self.num_keyframes)
+        key_frames = {i: to_pil(frames[i]) for i in keys}  # read once: MLLM tiles, SAM-2 features, video state
+        frames = _FramesWithKeys(frames, key_frames)
         with self._autocast():
-            tiles = mllm_video_frames([frames[i] for i in keys], m.tile_size)
+            tiles = mllm_video_frames([key_frames[i] for i in keys], m.tile_size)
             gens = [self._generate(q, tiles, [m.num_image_token] * len(keys), history) for q in questions]
             results = [{"text": g.text, "masks": []} for g in gens]
             owners = [q for q, g in enumerate(gens) for _ in range(g.seg_hidden.shape[0])]
             if not owners:
                 return results
-            feats = self._encode(self.grounding.preprocess([frames[i] for i in keys]))
+            feats = self._encode(self.grounding.preprocess([key_frames[i] for i in keys]))
             n, k = len(owners), len(keys)
             h = torch.cat([g.seg_hidden for g in gens]).float()
             obj = torch.arange(n, device=self.device).repeat_interleave(k)
             fidx = torch.arange(k, device=self.device).repeat(n)
             logits = self.decode_objects(feats, h[obj], fidx)
             key_masks = {j: {keys[i]: logits[j * k + i, 0] > 0 for i in range(k)} for j in range(n)}
-            video = self.grounding.propagate(frames, (frames[0].height, frames[0].width), key_masks)
+            first = key_frames[keys[0]]
+            video = self.grounding.propagate(frames, (first.height, first.width), key_masks)
         for j, q in enumerate(owners):
             results[q]["masks"].append(video[j].numpy())
         return results

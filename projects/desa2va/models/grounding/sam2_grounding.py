@@ -23,7 +23,7 @@ import copy
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -241,11 +241,17 @@ class SAM2Grounding(nn.Module):
 
     def _propagate(self, m, frames, video_size, key_frame_masks):
         state = self.init_video_state(frames, video_size)
+        by_frame: Dict[int, List[Tuple[Any, torch.Tensor]]] = {}
         for obj_id, per_frame in key_frame_masks.items():
-            for f, mask in sorted(per_frame.items()):
+            for f, mask in per_frame.items():
                 if not 0 <= f < len(frames):
                     raise ValueError(f"key frame {f} of object {obj_id} is outside the video (0..{len(frames) - 1})")
-                m.add_new_mask(state, frame_idx=int(f), obj_id=obj_id, mask=(mask > 0).cpu())
+                by_frame.setdefault(int(f), []).append((obj_id, mask))
+        # Frame by frame: SAM-2 caches the image features of the latest frame, so each key frame is
+        # encoded once for all its objects (object by object it would be encoded once per object).
+        for f in sorted(by_frame):
+            for obj_id, mask in by_frame[f]:
+                m.add_new_mask(state, frame_idx=f, obj_id=obj_id, mask=(mask > 0).cpu())
         start = min(f for per_frame in key_frame_masks.values() for f in per_frame)
         for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=False):
             yield f, list(obj_ids), masks[:, 0]

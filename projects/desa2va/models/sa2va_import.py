@@ -1,0 +1,158 @@
+"""Import a released Sa2VA Hugging Face folder into the project's saved-model format, in `sa2va` mode.
+
+Source (a Sa2VA-1B/4B release folder):
+  config.json        InternVL chat config (`vision_config`, `llm_config`, `template`, image geometry)
+  *.safetensors      `vision_model.*`, `mlp1.*`, `language_model.*` (InternVL2.5 names),
+                     `grounding_encoder.sam2_model.<SAM-2 keys>`, `text_hidden_fcs.{0,2}.{weight,bias}`
+  tokenizer files    already holding [SEG], <p>, </p>, <vp>, </vp>
+Target (what `DeSa2VAModel.from_pretrained` / `DeSa2VAPredictor.from_pretrained` read):
+  mllm/              InternVL2.5-format folder (config.json, model.safetensors, tokenizer)
+  sam2_config.yaml + sam2.pt     the SAM-2 model with Sa2VA's fine-tuned decoder
+  heads.safetensors  `seg_proj.text_hidden_fcs.*`
+  desa2va_config.json            mode `sa2va`, Sa2VA's inference settings (first 5 frames as key frames,
+                                 no reprompt, no system message), and where the weights came from
+
+Strict both ways: a source key no target takes, or a target key no source key fills, is an error that
+names it; shapes are checked against the architecture built from the source's config (on the meta device,
+so the check costs no memory).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..common import special_tokens as st
+from .checkpoint_io import CheckpointError, check_state_dict, read_safetensors_folder, write_safetensors_folder
+
+MLLM_PREFIXES = ("vision_model.", "mlp1.", "language_model.")
+SAM2_PREFIX = "grounding_encoder.sam2_model."
+HEAD_PREFIX = "text_hidden_fcs."
+HEAD_KEYS = tuple(f"text_hidden_fcs.{i}.{p}" for i in (0, 2) for p in ("weight", "bias"))
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "tokenizer.model")
+DEFAULT_SAM2_CONFIG = "configs/sam2/sam2_hiera_l.yaml"  # Sa2VA's SAM-2 (Hiera-L, the sam2 package config)
+CHATML_TEMPLATES = ("qwen_chat", "internvl2_5")
+# Sa2VA's inference: the first five frames as key frames, no refinement, no system message in the prompt.
+SA2VA_SETTINGS = dict(mode="sa2va", keyframes="first", num_keyframes=5, reprompt_iters=0, system_prompt=None)
+
+
+def _read_config(src: str) -> Dict[str, Any]:
+    path = os.path.join(src, "config.json")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} not found: not a Sa2VA Hugging Face folder")
+    with open(path) as f:
+        cfg = json.load(f)
+    for key in ("vision_config", "llm_config"):
+        if key not in cfg:
+            raise CheckpointError(f"{path} has no {key!r}: not a Sa2VA (InternVL-based) config")
+    template = cfg.get("template")
+    if template not in CHATML_TEMPLATES:
+        raise CheckpointError(f"{path}: template {template!r} is not supported; the importer reads the Qwen2-based "
+                              f"Sa2VA-1B/4B releases (template one of {CHATML_TEMPLATES})")
+    return cfg
+
+
+def _internvl_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    out = {k: v for k, v in cfg.items() if k not in ("auto_map", "architectures", "model_type", "_name_or_path")}
+    out.update(architectures=["InternVLChatModel"], model_type="internvl_chat")
+    return out
+
+
+def split_state(state: Dict[str, torch.Tensor], src: str):
+    """Partition the source tensors into (mllm, sam2, heads); any other key is an error naming it."""
+    mllm, sam2, heads, other = {}, {}, {}, []
+    for k, v in state.items():
+        if k.startswith(MLLM_PREFIXES):
+            mllm[k] = v
+        elif k.startswith(SAM2_PREFIX):
+            sam2[k[len(SAM2_PREFIX):]] = v
+        elif k.startswith(HEAD_PREFIX):
+            heads[k] = v
+        else:
+            other.append(k)
+    if other:
+        raise CheckpointError(f"{src}: {len(other)} key(s) no part of the model takes: {sorted(other)[:10]}")
+    if not sam2 and not heads:
+        raise CheckpointError(f"{src} holds no {SAM2_PREFIX}* or {HEAD_PREFIX}* weights: a plain InternVL checkpoint, "
+                              "not Sa2VA")
+    missing = [k for k in HEAD_KEYS if k not in heads]
+    extra = sorted(set(heads) - set(HEAD_KEYS))
+    if missing or extra:
+        raise CheckpointError(f"{src}: Sa2VA projection must be exactly {list(HEAD_KEYS)}; missing {missing}, "
+                              f"unexpected {extra}")
+    return mllm, sam2, heads
+
+
+def import_sa2va(src: str, out: str, sam2_config: str = DEFAULT_SAM2_CONFIG,
+                 hydra_overrides=(), settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Convert `src` into `out`; returns a summary (tensor counts per part). `settings` override
+    SA2VA_SETTINGS in the written desa2va_config.json."""
+    from transformers import AutoTokenizer
+
+    from .desa2va import SAVED_CONFIG
+    from .grounding import SAM2Grounding
+    from .mllm import InternVLMLLM
+
+    src, out = os.fspath(src), os.fspath(out)
+    cfg = _read_config(src)
+    mllm_state, sam2_state, heads = split_state(read_safetensors_folder(src), src)
+    mcfg = _internvl_config(cfg)
+
+    # MLLM: every key of the InternVL2.5 architecture built from the source config, and nothing else.
+    with torch.device("meta"):
+        arch = InternVLMLLM.from_config(mcfg)
+    check_state_dict(arch, mllm_state, source=f"{src} (vision_model / mlp1 / language_model)")
+    d = arch.hidden_size
+    shapes = {"text_hidden_fcs.0.weight": (d, d), "text_hidden_fcs.0.bias": (d,),
+              "text_hidden_fcs.2.weight": (None, d), "text_hidden_fcs.2.bias": (None,)}
+    for k, want in shapes.items():
+        got = tuple(heads[k].shape)
+        if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
+            raise CheckpointError(f"{src}: {k} has shape {got}, expected {tuple('*' if w is None else w for w in want)} "
+                                  f"for an LLM of width {d}")
+
+    # SAM-2: strict load into the model its config builds (names every missing / unexpected key).
+    sam2 = SAM2Grounding(sam2_config, None, hydra_overrides)
+    check_state_dict(sam2.sam2_model, sam2_state, source=f"{src} ({SAM2_PREFIX}*) vs {sam2_config}")
+    sam2.sam2_model.load_state_dict(sam2_state, strict=True)
+    if heads["text_hidden_fcs.2.weight"].shape[0] != sam2.prompt_dim:
+        raise CheckpointError(f"{src}: text_hidden_fcs.2 maps to {heads['text_hidden_fcs.2.weight'].shape[0]}, "
+                              f"SAM-2's prompt width is {sam2.prompt_dim}")
+
+    # Tokenizer: must already hold the grounding tokens, within the embedding rows.
+    names = [n for n in TOKENIZER_FILES if os.path.isfile(os.path.join(src, n))]
+    if not names:
+        raise CheckpointError(f"{src}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+    mllm_dir = os.path.join(out, "mllm")
+    os.makedirs(mllm_dir, exist_ok=True)
+    for n in names:
+        shutil.copyfile(os.path.join(src, n), os.path.join(mllm_dir, n))
+    tok = AutoTokenizer.from_pretrained(mllm_dir, trust_remote_code=False, use_fast=True)
+    vocab = tok.get_vocab()
+    rows = mllm_state["language_model.model.embed_tokens.weight"].shape[0]
+    lacking = [t for t in st.GROUNDING_TOKENS if t not in vocab]
+    if lacking:
+        raise CheckpointError(f"{src}: the tokenizer lacks {lacking}: not a Sa2VA tokenizer")
+    beyond = [t for t in st.GROUNDING_TOKENS if vocab[t] >= rows]
+    if beyond:
+        raise CheckpointError(f"{src}: token ids of {beyond} are beyond the {rows} embedding rows")
+
+    write_safetensors_folder(mllm_state, mllm_dir)
+    with open(os.path.join(mllm_dir, "config.json"), "w") as f:
+        json.dump(mcfg, f, indent=2, sort_keys=True)
+    sam2.save_pretrained(out)
+    from safetensors.torch import save_file
+
+    save_file({f"seg_proj.{k}": v.contiguous() for k, v in heads.items()}, os.path.join(out, "heads.safetensors"),
+              metadata={"format": "pt"})
+    model_settings = {**SA2VA_SETTINGS, **(settings or {})}
+    with open(os.path.join(out, SAVED_CONFIG), "w") as f:
+        json.dump({"format": "desa2va", "version": 1, "model": model_settings,
+                   "imported_from": {"format": "sa2va", "path": os.path.abspath(src), "template": cfg["template"],
+                                     "sam2_config": sam2_config}}, f, indent=2, sort_keys=True)
+    return {"mllm_tensors": len(mllm_state), "sam2_tensors": len(sam2_state), "head_tensors": len(heads),
+            "out": out}
