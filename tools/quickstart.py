@@ -10,7 +10,7 @@
    `projects/desa2va/evaluation/refcoco_eval.py` (synthetic RefCOCO-format val: cIoU, gIoU) and
    `ref_vos_eval.py` (synthetic MeViS-format valid_u: J&F);
 5. writes `work_dirs/quickstart/summary.json` (`image_ciou`, `image_giou`, `video_jf`, `before: {...}`,
-   fractions in [0, 1]) and mask overlays (`overlay_*.png`) next to it.
+   fractions in [0, 1]) and prediction | ground-truth overlays (`overlay_*.png`, a video clip `.mp4`) next to it.
 
 Paths are relative to `--workspace` (default: the repository). Options shorten it for smoke tests
 (`--stage1-iters`, `--stage2-iters`, `--limit`).
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -61,17 +60,17 @@ def export_untrained(path: str) -> None:
     build_model(STAGE2).save_pretrained(path)
 
 
-def evaluate(model: str, work: str, limit) -> dict:
+def evaluate(model: str, work: str, limit, vis: int = 0) -> dict:
     from projects.desa2va.evaluation import ref_vos_eval, refcoco_eval
 
     data = "data/synthetic"
     extra = ["--limit", str(limit)] if limit else []
     img = refcoco_eval.main(["--model_path", model, "--dataset", "refcoco", "--split", "val", "--data_root", data,
                              "--image_folder", os.path.join(data, "refcoco/images"),
-                             "--work_dir", os.path.join(work, "refcoco_val")] + extra)
+                             "--work_dir", os.path.join(work, "refcoco_val"), "--vis", str(4 * vis)] + extra)
     vid = ref_vos_eval.main(["--model_path", model, "--dataset", "MEVIS_U",
                              "--data_root", os.path.join(data, "mevis/valid_u"),
-                             "--work_dir", os.path.join(work, "mevis_valid_u")] + extra)
+                             "--work_dir", os.path.join(work, "mevis_valid_u"), "--vis", str(vis)] + extra)
     return {"image_ciou": round(img["ciou"], 4), "image_giou": round(img["giou"], 4),
             "video_jf": round(vid["J&F"] / 100, 4),
             # samples without a mask (no [SEG] in the answer: the untrained model's usual case)
@@ -89,62 +88,16 @@ def train(config: str, work_dir: str, iters, *options) -> None:
         env=dict(os.environ, PORT=os.environ.get("PORT", "29507")))
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40]
+def overlays(out: str, work: str) -> list:
+    """The evaluation's `--vis` outputs (prediction | ground truth) copied next to the summary: four images
+    (`overlay_image_*.png`) and one video (`overlay_video_*.png` strip and `.mp4` clip)."""
+    import glob
+    import shutil
 
-
-def overlays(out: str, work: str, n_images: int = 4, n_videos: int = 1) -> list:
-    """Predicted masks over the images (and a strip of video frames), captioned with the expression."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from projects.desa2va.common.masks import decode_segmentation
-
-    def paint(img, mask, caption, scale=2):
-        a = np.asarray(img.convert("RGB"), np.float32)
-        if mask is not None:
-            a[mask] = 0.45 * a[mask] + 0.55 * np.array([255, 255, 255])
-        im = Image.fromarray(a.astype(np.uint8)).resize((img.width * scale, img.height * scale), Image.NEAREST)
-        canvas = Image.new("RGB", (im.width, im.height + 16), (0, 0, 0))
-        canvas.paste(im, (0, 16))
-        ImageDraw.Draw(canvas).text((2, 2), caption, fill=(255, 255, 255))
-        return canvas
-
-    data = "data/synthetic"
-    with open(os.path.join(data, "refcoco/instances.json")) as f:
-        files = {im["id"]: im["file_name"] for im in json.load(f)["images"]}
     written = []
-    with open(os.path.join(work, "refcoco_val", "results.jsonl")) as f:
-        recs, seen = [], set()
-        for r in map(json.loads, f):  # one sentence from each of the first images
-            if r["image_id"] not in seen and len(recs) < n_images:
-                seen.add(r["image_id"])
-                recs.append(r)
-    for r in recs:
-        img = Image.open(os.path.join(data, "refcoco/images", files[r["image_id"]]))
-        mask = decode_segmentation(r["mask"], img.height, img.width) if r.get("mask") else None
-        path = os.path.join(out, f"overlay_image_{r['image_id']}_{_slug(r['sentence'])}.png")
-        paint(img, mask, f"{r['sentence']} (IoU {r['iou']:.2f})").save(path)
-        written.append(path)
-    with open(os.path.join(work, "mevis_valid_u", "results.jsonl")) as f:
-        recs = [json.loads(line) for line in f][:n_videos]
-    for r in recs:
-        frames_dir = os.path.join(data, "mevis/valid_u/JPEGImages", r["vid"])
-        names = sorted(os.listdir(frames_dir))
-        tiles = []
-        for name, rle in zip(names, r.get("masks") or [None] * len(names)):
-            img = Image.open(os.path.join(frames_dir, name))
-            tiles.append(paint(img, None if rle is None else decode_segmentation(rle, img.height, img.width),
-                               name.split(".")[0], scale=1))
-        strip = Image.new("RGB", (sum(t.width for t in tiles), tiles[0].height + 16))
-        x = 0
-        for t in tiles:
-            strip.paste(t, (x, 16))
-            x += t.width
-        ImageDraw.Draw(strip).text((2, 2), f"{r['exp']} (J {r.get('J', 0):.2f})", fill=(255, 255, 255))
-        path = os.path.join(out, f"overlay_video_{r['vid']}_{_slug(r['exp'])}.png")
-        strip.save(path)
-        written.append(path)
+    for sub, prefix in (("refcoco_val", "overlay_image_"), ("mevis_valid_u", "overlay_video_")):
+        for src in sorted(glob.glob(os.path.join(work, sub, "vis", "*"))):
+            written.append(shutil.copyfile(src, os.path.join(out, prefix + os.path.basename(src))))
     return written
 
 
@@ -178,7 +131,7 @@ def main(argv=None) -> int:
           f"model.stage1_checkpoint={os.path.join(out, 'stage1')}")
     stage("export", run, [sys.executable, os.path.join(ROOT, "tools/convert_to_hf.py"), STAGE2, os.path.join(out, "stage2"),
                           "--save-path", os.path.join(out, "model")])
-    after = stage("evaluate trained", evaluate, os.path.join(out, "model"), os.path.join(out, "eval_after"), a.limit)
+    after = stage("evaluate trained", evaluate, os.path.join(out, "model"), os.path.join(out, "eval_after"), a.limit, 1)
     pngs = stage("overlays", overlays, out, os.path.join(out, "eval_after"))
     summary = {**after, "before": before, "wall_time_s": round(time.time() - t0, 1), "stage_times_s": times,
                "model": os.path.join(out, "model"), "overlays": [os.path.basename(x) for x in pngs]}

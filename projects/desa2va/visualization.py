@@ -142,3 +142,36 @@ def save_image(image: np.ndarray, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     Image.fromarray(as_rgb(image)).save(path)
     return path
+
+
+def grounded_phrases(answer: str) -> List[Optional[str]]:
+    """The phrase of each [SEG] of a grounded answer, in order: "<p>a dog</p> [SEG]" -> "a dog"; a [SEG]
+    without a phrase before it -> None."""
+    import re
+
+    out = []
+    for m in re.finditer(r"(?:<p>(.*?)</p>\s*)?\[SEG\]", answer, flags=re.S):
+        out.append(m.group(1).strip() if m.group(1) else None)
+    return out
+
+
+def grounded_html(answer: str) -> str:
+    """The answer as HTML, each grounded phrase (or a bare [SEG]) in the colour of its mask in `overlay`."""
+    import html
+    import re
+
+    k = 0
+
+    def paint(m):
+        nonlocal k
+        label = html.escape(m.group(1).strip()) if m.group(1) else f"[object {k + 1}]"
+        span = f'<span style="background:{hex_color(k)};color:black;padding:0 3px;border-radius:3px">{label}</span>'
+        k += 1
+        return span
+
+    parts = re.split(r"((?:<p>.*?</p>\s*)?\[SEG\])", answer, flags=re.S)
+    out = []
+    for part in parts:
+        m = re.fullmatch(r"(?:<p>(.*?)</p>\s*)?\[SEG\]", part, flags=re.S)
+        out.append(paint(m) if m else html.escape(part.replace("<p>", "").replace("</p>", "")))
+    return "<p>" + "".join(out) + "</p>"

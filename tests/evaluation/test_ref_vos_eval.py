@@ -54,7 +54,7 @@ def _args(root, *extra):
 def test_mevis_u_metrics_and_one_result_per_expression(setup, seg_answering):
     root = setup
     wd = str(root / "mevis_u")
-    metrics = ref_vos_eval.main(_args(root, "--dataset", "MEVIS_U", "--work_dir", wd))
+    metrics = ref_vos_eval.main(_args(root, "--dataset", "MEVIS_U", "--work_dir", wd, "--vis", "2"))
     meta = json.load(open(root / "synthetic" / "mevis" / "valid_u" / "meta_expressions.json"))["videos"]
     expected = sorted(f"{v}/{e}" for v, d in meta.items() for e in d["expressions"])
     lines = [json.loads(x) for x in open(os.path.join(wd, "results.jsonl"))]
@@ -63,6 +63,8 @@ def test_mevis_u_metrics_and_one_result_per_expression(setup, seg_answering):
     assert all(0 <= metrics[k] <= 100 for k in ("J", "F", "J&F"))
     assert abs(metrics["J&F"] - (metrics["J"] + metrics["F"]) / 2) < 1e-9
     assert all(len(r["masks"]) == 4 for r in lines)  # one RLE per frame
+    vis = sorted(os.listdir(os.path.join(wd, "vis")))  # --vis 2: a clip and a strip for the first 2 expressions
+    assert len(vis) == 4 and sorted(os.path.splitext(v)[1] for v in vis) == [".mp4", ".mp4", ".png", ".png"]
 
 
 def test_submission_has_one_png_per_frame_per_expression(setup, seg_answering):

@@ -35,8 +35,10 @@ def _read(work_dir):
 def test_one_process_two_processes_and_resume(setup):
     root, args = setup
     one = str(root / "one")
-    m1 = refcoco_eval.main(args + ["--work_dir", one])
+    m1 = refcoco_eval.main(args + ["--work_dir", one, "--vis", "3"])
     metrics1, keys1 = _read(one)
+    vis = sorted(os.listdir(os.path.join(one, "vis")))  # prediction | ground truth of the first 3 sentences
+    assert len(vis) == 3 and all(v.endswith(".png") for v in vis)
     assert metrics1 == m1 and m1["num_samples"] == 7 and len(set(keys1)) == 7
     assert 0.0 <= m1["ciou"] <= 1.0 and m1["num_failed"] <= 7
     first = json.loads(open(os.path.join(one, "results.jsonl")).readline())

@@ -96,3 +96,30 @@ def print_table(title: str, rows: Dict[str, Any]) -> None:
     print("-" * (width + 14))
     for k, v in rows.items():
         print(f"{k:<{width}}  {v:>10.4f}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>10}")
+
+
+def vis_name(*parts: str) -> str:
+    """A file name from a sample's key parts (lower-case, [a-z0-9_] only, bounded length)."""
+    import re
+
+    return "_".join(re.sub(r"[^a-z0-9]+", "_", str(p).lower()).strip("_")[:40] for p in parts)
+
+
+def save_image_vis(work_dir: str, name: str, image, pred, gt, title: str) -> str:
+    """`vis/<name>.png`: prediction | ground truth overlays of one image, captioned with `title`."""
+    from .. import visualization as vis
+
+    panel = vis.side_by_side(image, [] if pred is None else [pred], [] if gt is None else [gt])
+    return vis.save_image(vis.caption(panel, title), os.path.join(work_dir, "vis", f"{name}.png"))
+
+
+def save_video_vis(work_dir: str, name: str, frames, pred, gt, title: str, fps: float = 6.0) -> List[str]:
+    """`vis/<name>.mp4` (prediction | ground truth per frame) and `vis/<name>.png` (a strip of 8 frames);
+    pred / gt: (T, H, W) bool or None."""
+    from .. import visualization as vis
+
+    panels = [vis.side_by_side(f, [] if pred is None else [pred[t]], [] if gt is None else [gt[t]])
+              for t, f in enumerate(frames)]
+    base = os.path.join(work_dir, "vis", name)
+    return [vis.write_video(panels, base + ".mp4", fps=fps),
+            vis.save_image(vis.caption(vis.frame_strip(panels, max_frames=8), title), base + ".png")]

@@ -29,13 +29,13 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from projects.desa2va.common.masks import encode_rle  # noqa: E402
+from projects.desa2va.common.masks import decode_segmentation, encode_rle  # noqa: E402
 from projects.desa2va.datasets.base import open_image  # noqa: E402
 from projects.desa2va.datasets.mevis_revos import RefVOSDataset  # noqa: E402
 from projects.desa2va.datasets.ref_ytvos import RefYTVOSDataset  # noqa: E402
 from projects.desa2va.datasets.template import referring_question  # noqa: E402
 from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
-                                                run_and_merge, write_outputs)
+                                                run_and_merge, save_video_vis, vis_name, write_outputs)
 from projects.desa2va.evaluation.metrics import j_and_f, pixel_accuracy, robustness  # noqa: E402
 
 # data_root, frames_dir, expression_file, mask_file (None: no ground truth -> --submit), reader
@@ -104,6 +104,9 @@ def main(argv=None) -> dict:
     p.add_argument("--submit", action="store_true", help="write Annotations/<vid>/<exp>/<frame>.png and a zip")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--limit", type=int, default=None, help="first N videos only (smoke tests)")
+    p.add_argument("--vis", type=int, default=0, metavar="N",
+                   help="save prediction | ground truth clips (mp4) and frame strips of the first N expressions "
+                        "in <work_dir>/vis")
     a = p.parse_args(argv)
     if a.dataset == "REFSAV":
         return evaluate_refsav(a, p)
@@ -185,6 +188,18 @@ def main(argv=None) -> dict:
     metrics = summarize(records, revos=a.dataset == "REVOS") if ds.has_masks else \
         {"num_expressions": len(records), "num_failed": sum(1 for r in records if "error" in r)}
     write_outputs(work_dir, records, metrics)
+    for r in [r for r in records if "exp" in r][:a.vis]:
+        vid = r["vid"]
+        it = next(ds.item_info(i) for i in by_video[vid] if ds.item_info(i)["expressions"][0]["exp_id"] == r["exp_id"])
+        try:
+            frames = [open_image(ds.frame_path(vid, f), vid) for f in it["frames"]]
+        except Exception:  # its error is in results.jsonl already
+            continue
+        h, w = frames[0].height, frames[0].width
+        pred = np.stack([decode_segmentation(m, h, w) for m in r["masks"]]) if r.get("masks") else None
+        gt = ds.expression_masks(it, it["expressions"][0], list(range(len(frames))), h, w) if ds.has_masks else None
+        save_video_vis(work_dir, vis_name(vid, r["exp_id"], r["exp"]), frames, pred, gt,
+                       f"{r['exp']}" + (f" (J&F {(r['J'] + r['F']) / 2:.2f})" if "J" in r else ""))
     if submit:
         shutil.make_archive(os.path.join(work_dir, "submission"), "zip", work_dir, "Annotations")
         metrics["submission"] = os.path.join(work_dir, "submission.zip")

@@ -19,11 +19,12 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from projects.desa2va.common.masks import encode_rle  # noqa: E402
+from projects.desa2va.common.masks import decode_segmentation, encode_rle  # noqa: E402
 from projects.desa2va.datasets.refcoco import REFS_FILES, RefCOCODataset  # noqa: E402
 from projects.desa2va.datasets.template import referring_question  # noqa: E402
 from projects.desa2va.evaluation.common import (first_mask, init_distributed, load_model,  # noqa: E402
-                                                print_table, run_and_merge, write_outputs)
+                                                print_table, run_and_merge, save_image_vis, vis_name,
+                                                write_outputs)
 
 SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "testB"), "refcocog": ("val", "test")}
 
@@ -51,6 +52,8 @@ def main(argv=None) -> dict:
     p.add_argument("--work_dir", default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--limit", type=int, default=None, help="first N sentences only (smoke tests)")
+    p.add_argument("--vis", type=int, default=0, metavar="N",
+                   help="save prediction | ground truth overlays of the first N sentences in <work_dir>/vis")
     a = p.parse_args(argv)
     if a.split not in SPLITS[a.dataset] and a.dataset in SPLITS:
         p.error(f"--split for {a.dataset} is one of {SPLITS[a.dataset]}")
@@ -91,6 +94,15 @@ def main(argv=None) -> dict:
         return {}
     metrics = summarize(records)
     write_outputs(work_dir, records, metrics)
+    for r in records[:a.vis]:
+        i = index[r["key"]]
+        try:
+            image = ds.load(i, random.Random(0)).images[0]
+        except Exception:  # an unreadable image has its error in results.jsonl already
+            continue
+        pred = decode_segmentation(r["mask"], image.height, image.width) if r.get("mask") else None
+        save_image_vis(work_dir, vis_name(r["image_id"], r["sentence"]), image, pred, ds.ground_truth(i),
+                       f"{r['sentence']} (IoU {r['iou']:.2f})")
     print_table(f"{a.dataset} {a.split} ({work_dir})", metrics)
     return metrics
 
