@@ -3,7 +3,6 @@ import os
 import sys
 
 import nbformat
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOK = os.path.join(ROOT, "demo.ipynb")

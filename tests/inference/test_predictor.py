@@ -1,7 +1,5 @@
 """DeSa2VAPredictor on a saved tiny model that answers "Sure, [SEG].": images, frame lists, JPEG folders and
 mp4 files; mask sizes; one decoding of a video for several expressions; bad input."""
-import os
-import warnings
 
 import cv2
 import numpy as np

@@ -24,7 +24,7 @@ import torch
 from ..datasets.template import referring_question
 from ..models.checkpoint_io import CheckpointError
 from ..models.desa2va import SAVED_CONFIG, DeSa2VAModel
-from .media import DEFAULT_MAX_PIXELS, InputError, VideoFrames, is_video, load_image, load_video
+from .media import DEFAULT_MAX_PIXELS, InputError, is_video, load_image, load_video
 
 History = List[Tuple[str, str]]
 
