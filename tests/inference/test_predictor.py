@@ -10,7 +10,7 @@ from conftest import two_shapes
 from projects.desa2va.inference import DeSa2VAPredictor, InputError, load_video
 from projects.desa2va.models.checkpoint_io import CheckpointError
 
-T = 6
+T = 12  # uniform key frames 1, 3, 6, 8, 10: frame 0 is read by the backward propagation only
 
 
 @pytest.fixture(scope="module")
@@ -80,22 +80,26 @@ def test_video_masks_have_the_video_size(predictor, clip, source):
     assert len(out.masks) == 1 and out.masks[0].shape == (T, 64, 64) and out.masks[0].dtype == bool
 
 
-@pytest.mark.parametrize("source", ["folder", "mp4"])
+@pytest.mark.parametrize("source", ["folder", "mp4", "long"])
 def test_two_expressions_decode_the_video_once(predictor, clip, source):
-    one = load_video(clip[source])
+    media = [clip["img"]] * 45 if source == "long" else clip[source]  # long: key frames 4, 13, 22, 31, 40
+    n = 45 if source == "long" else T
+    one = load_video(media)
     single = predictor.segment(one, "the red circle")
-    assert one.num_decoded == T
-    both_src = load_video(clip[source])
+    assert one.num_decoded == n
+    both_src = load_video(media)
     both = predictor.segment(both_src, ["the red circle", "the blue square"])
-    assert both_src.num_decoded == T  # every frame decoded once for both expressions
-    assert [m.shape for o in both for m in o.masks] == [(T, 64, 64)] * 2
+    assert both_src.num_decoded == n  # every frame decoded once for both expressions
+    assert [m.shape for o in both for m in o.masks] == [(n, 64, 64)] * 2
     np.testing.assert_array_equal(both[0].masks[0], single.masks[0])  # sharing the state changes nothing
 
 
 def test_video_frames_are_decoded_lazily(clip):
     v = load_video(clip["mp4"])
     assert v.num_decoded == 0 and len(v) == T and v.size == (64, 64)
-    assert v[3].size == (64, 64) and v.num_decoded <= v.run
+    assert v[3].size == (64, 64) and v.num_decoded == 1  # a jump decodes one frame
+    assert v[4].size == (64, 64) and v.num_decoded == 1 + min(v.run, T - 4)  # in order: a run ahead
+    assert v[5] is not None and v.num_decoded == 1 + min(v.run, T - 4)  # from the run
 
 
 def test_one_frame_video_is_a_one_frame_clip(predictor, clip, tmp_path):

@@ -2,9 +2,9 @@
 
 A video is a `VideoFrames` sequence of PIL frames, whatever it came from: a list of frames, a folder of
 JPEG/PNG frames (sorted by name) or a video file decoded with decord. Folder and file frames are decoded
-lazily, in runs of consecutive frames, each frame once when the frames are read once (`num_decoded`
-counts them): the model reads the key frames first, then SAM-2 reads every other frame once, forward and
-then backward, so a video is decoded once however many expressions are asked about it.
+lazily (runs of consecutive frames when they are read in order), each frame once when the frames are read
+once (`num_decoded` counts them): the model reads the key frames first, then SAM-2 reads every other frame
+once, forward and then backward, so a video is decoded once however many expressions are asked about it.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class VideoFrames(Sequence):
     """A video as a sequence of RGB PIL frames, decoded on access (see the module docstring).
 
     `decode(indices)` returns the frames at `indices` (ascending); `run` is how many frames one decode
-    call reads ahead (forward) or behind (backward) of the requested one, among frames not decoded yet.
+    call reads ahead (forward) or behind (backward) of the requested one when frames are read in order.
     """
 
     def __init__(self, decode: Callable[[List[int]], List[Image.Image]], num_frames: int, size, source: str,
@@ -93,29 +93,32 @@ class VideoFrames(Sequence):
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError(f"frame {i} outside video {self.source} ({self._n} frames)")
-        if i not in self._buffer:
-            self._fill(i)
+        if i in self._buffer:
+            frame = self._buffer.pop(i)
+        else:
+            # Sequential access (the next or the previous frame) reads a run ahead in that direction, among
+            # frames not decoded yet; a jump (e.g. to a key frame) decodes that frame alone, keeping the run.
+            step = 1 if i == self._last + 1 else -1 if i == self._last - 1 else 0
+            todo = [i]
+            j = i + step
+            while step and len(todo) < self.run and 0 <= j < self._n and j not in self._seen:
+                todo.append(j)
+                j += step
+            todo.sort()
+            try:
+                frames = self._decode(todo)
+            except InputError:
+                raise
+            except Exception as e:
+                raise InputError(f"cannot decode frames {todo[0]}..{todo[-1]} of {self.source}: {e}") from e
+            self.num_decoded += len(todo)
+            self._seen.update(todo)
+            decoded = dict(zip(todo, frames))
+            frame = decoded.pop(i)
+            if step:
+                self._buffer = decoded  # unread frames of an earlier run are dropped
         self._last = i
-        return self._buffer.pop(i)
-
-    def _fill(self, i: int) -> None:
-        backward = i < self._last
-        step = -1 if backward else 1
-        todo = [i]
-        j = i + step
-        while len(todo) < self.run and 0 <= j < self._n and j not in self._seen:
-            todo.append(j)
-            j += step
-        todo = sorted(todo)
-        try:
-            frames = self._decode(todo)
-        except InputError:
-            raise
-        except Exception as e:
-            raise InputError(f"cannot decode frames {todo[0]}..{todo[-1]} of {self.source}: {e}") from e
-        self.num_decoded += len(todo)
-        self._seen.update(todo)
-        self._buffer = dict(zip(todo, frames))  # unread frames of an earlier run are dropped
+        return frame
 
 
 def _check_frames(frames: List[Image.Image], source: str, max_pixels: Optional[int]) -> List[Image.Image]:

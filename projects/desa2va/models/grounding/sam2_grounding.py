@@ -229,8 +229,8 @@ class SAM2Grounding(nn.Module):
             raise ValueError("propagate needs at least one key-frame mask for every object")
         if isinstance(frames, torch.Tensor):
             frames = frames.cpu()
-        elif not hasattr(frames, "__getitem__") or (len(frames) and not isinstance(frames[0], torch.Tensor)):
-            frames = LazySAM2Frames(frames, self.image_size)
+        elif not (isinstance(frames, (list, tuple)) and len(frames) and isinstance(frames[0], torch.Tensor)):
+            frames = LazySAM2Frames(frames, self.image_size)  # (reading frames[0] of a lazy video would decode it)
         m = self.sam2_model
         was_training = m.training
         m.eval()  # SAM-2's track_step keeps object scores (needed by the video state) only in eval mode
