@@ -66,3 +66,18 @@ def test_bad_paths_fail_before_loading(setup, capsys):
     with pytest.raises(SystemExit):
         refcoco_eval.main(args[:7] + [str(root / "nowhere")] + args[8:])
     assert "not found" in capsys.readouterr().err
+
+
+def test_override_reaches_the_loaded_model(setup, monkeypatch):
+    root, args = setup
+    seen = {}
+    real = refcoco_eval.load_model
+
+    def spy(path, device, **overrides):
+        model = real(path, device, **overrides)
+        seen.update(max_new_tokens=model.max_new_tokens, reprompt_iters=model.reprompt_iters)
+        return model
+    monkeypatch.setattr(refcoco_eval, "load_model", spy)
+    refcoco_eval.main(args + ["--work_dir", str(root / "override"), "--limit", "1",
+                              "--override", "max_new_tokens=3", "reprompt_iters=0"])
+    assert seen == {"max_new_tokens": 3, "reprompt_iters": 0}  # saved: 8 and the default 1

@@ -344,4 +344,44 @@ def test_several_questions_on_a_video_share_one_sam2_state(make_model, monkeypat
     for a, b in zip(joint, separate):
         assert len(a["masks"]) == 1 and a["masks"][0].shape == (6, 48, 64)
         assert np.array_equal(a["masks"][0], b["masks"][0])  # objects are tracked independently
-    assert joint_calls < sum(calls)  # frame features computed once for both expressions
+    assert joint_calls == 6  # every frame encoded once for both expressions, key frames included
+    assert joint_calls < sum(calls)
+
+
+def test_key_frame_features_reused_by_the_video_state_give_the_same_masks(make_model):
+    model = make_model("desa2va").eval()
+    g = model.grounding
+    frames = [np.random.RandomState(i).randint(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(5)]
+    keys = [1, 3]
+    images = g.preprocess([frames[i] for i in keys])
+    with torch.no_grad():
+        feats = g.encode_frames(images)
+    rng = np.random.RandomState(0)
+    key_masks = {0: {k: torch.from_numpy(rng.rand(16, 16) > 0.5) for k in keys}}
+    plain = g.propagate(frames, (48, 64), key_masks)
+    reused = g.propagate(frames, (48, 64), key_masks, g.video_features(feats, images, keys))
+    assert torch.equal(plain, reused)
+
+
+def test_several_questions_on_an_image_share_its_sam2_features(make_model, monkeypatch):
+    model = make_model("desa2va").eval()
+    seg, eos = model.mllm.seg_token_id, model.mllm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    img = np.random.RandomState(0).randint(0, 255, (70, 90, 3), dtype=np.uint8)
+    real_generate = model.mllm.generate
+    answers = iter([[seg, eos], [eos], [seg, seg, eos]] * 2)
+
+    def generate(*a, **k):
+        _script(model, next(answers))
+        return real_generate(*a, **k)
+    monkeypatch.setattr(model.mllm, "generate", generate)
+    calls = []
+    encoder = model.grounding.sam2_model.image_encoder
+    real_forward = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda x: calls.append(x.shape[0]) or real_forward(x))
+    qs = ["Please segment the circle.", "Is there a dog?", "Please segment both shapes."]
+    joint = model.predict_image(qs, img)
+    assert calls == [1]
+    separate = [model.predict(q, image=img) for q in qs]
+    assert [len(r["masks"]) for r in joint] == [len(r["masks"]) for r in separate] == [1, 0, 2]
+    for a, b in zip(joint, separate):
+        assert a["text"] == b["text"] and all(np.array_equal(x, y) for x, y in zip(a["masks"], b["masks"]))

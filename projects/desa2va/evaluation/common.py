@@ -32,6 +32,28 @@ def barrier() -> None:
         dist.barrier()
 
 
+def add_override_arg(parser) -> None:
+    parser.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="replace saved model settings, e.g. reprompt_iters=0 keyframes=first num_keyframes=3")
+
+
+def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
+    """['reprompt_iters=0', 'keyframes=first'] -> {'reprompt_iters': 0, 'keyframes': 'first'} (Python literals
+    where they parse, strings otherwise)."""
+    import ast
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--override takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def load_model(model_path: str, device: torch.device, **overrides):
     from ..models.desa2va import DeSa2VAModel
 

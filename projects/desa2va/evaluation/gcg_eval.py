@@ -28,8 +28,9 @@ if __package__ in (None, ""):
 from projects.desa2va.common.masks import decode_segmentation, encode_rle  # noqa: E402
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.gcg import GCG_QUESTIONS  # noqa: E402
-from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
-                                                run_and_merge, write_outputs)
+from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
+                                                parse_overrides, print_table, run_and_merge,
+                                                write_outputs)
 from projects.desa2va.evaluation.metrics import caption_metrics, gcg_miou, gcg_recall, mask_ap50  # noqa: E402
 
 PHRASE = re.compile(r"<p>\s*(.*?)\s*</p>")
@@ -46,6 +47,7 @@ def parse_answer(text: str):
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_path", required=True)
+    add_override_arg(p)
     p.add_argument("--split", default="val", choices=("val", "test"))
     p.add_argument("--gt_dir", default="data/glamm_data/annotations/val_test")
     p.add_argument("--image_folder", default="data/glamm_data/images/GranDf_HA_images/val_test")
@@ -68,7 +70,7 @@ def main(argv=None) -> dict:
         gt_masks.setdefault(str(ann["image_id"]), []).append(ann)
     keys = sorted(images)[:a.limit]
     rank, world, device = init_distributed()
-    model = load_model(a.model_path, device)
+    model = load_model(a.model_path, device, **parse_overrides(a.override))
 
     def evaluate(key):
         im = images[key]

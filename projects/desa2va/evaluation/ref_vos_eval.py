@@ -34,8 +34,9 @@ from projects.desa2va.datasets.base import open_image  # noqa: E402
 from projects.desa2va.datasets.mevis_revos import RefVOSDataset  # noqa: E402
 from projects.desa2va.datasets.ref_ytvos import RefYTVOSDataset  # noqa: E402
 from projects.desa2va.datasets.template import referring_question  # noqa: E402
-from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
-                                                run_and_merge, save_video_vis, vis_name, write_outputs)
+from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
+                                                parse_overrides, print_table, run_and_merge,
+                                                save_video_vis, vis_name, write_outputs)
 from projects.desa2va.evaluation.metrics import j_and_f, pixel_accuracy, robustness  # noqa: E402
 
 # data_root, frames_dir, expression_file, mask_file (None: no ground truth -> --submit), reader
@@ -95,6 +96,7 @@ def summarize(records, revos: bool) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_path", required=True)
+    add_override_arg(p)
     p.add_argument("--dataset", default="MEVIS_U", choices=sorted(DATASETS) + ["REFSAV"])
     p.add_argument("--data_root", default=None)
     p.add_argument("--frames_dir", default=None)
@@ -121,7 +123,7 @@ def main(argv=None) -> dict:
     submit = a.submit or mask_file is None
     work_dir = a.work_dir or os.path.join("work_dirs", "eval", a.dataset.lower())
     rank, world, device = init_distributed()
-    model = load_model(a.model_path, device)
+    model = load_model(a.model_path, device, **parse_overrides(a.override))
     ds = reader(data_root=root, expression_file=exp_file, mask_file=mask_file, frames_dir=frames_dir, mode="eval",
                 skip_no_target=False, model_path=os.path.join(a.model_path, "mllm"), on_bad_sample="raise",
                 sam_size=model.grounding.image_size)
@@ -219,7 +221,7 @@ def evaluate_refsav(a, parser) -> dict:
             parser.error(f"not found: {path}")
     work_dir = a.work_dir or os.path.join("work_dirs", "eval", "refsav")
     rank, world, device = init_distributed()
-    model = load_model(a.model_path, device)
+    model = load_model(a.model_path, device, **parse_overrides(a.override))
     ds = RefSAVDataset(annotation_file=ann, video_folder=video_folder, model_path=os.path.join(a.model_path, "mllm"),
                        on_bad_sample="raise", sam_size=model.grounding.image_size)
     index = {ds.items[i]["vid"]: i for i in range(len(ds))}

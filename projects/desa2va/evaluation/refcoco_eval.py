@@ -22,9 +22,9 @@ import numpy as np  # noqa: E402
 from projects.desa2va.common.masks import decode_segmentation, encode_rle  # noqa: E402
 from projects.desa2va.datasets.refcoco import REFS_FILES, RefCOCODataset  # noqa: E402
 from projects.desa2va.datasets.template import referring_question  # noqa: E402
-from projects.desa2va.evaluation.common import (first_mask, init_distributed, load_model,  # noqa: E402
-                                                print_table, run_and_merge, save_image_vis, vis_name,
-                                                write_outputs)
+from projects.desa2va.evaluation.common import (add_override_arg, first_mask, init_distributed,  # noqa: E402
+                                                load_model, parse_overrides, print_table, run_and_merge,
+                                                save_image_vis, vis_name, write_outputs)
 
 SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "testB"), "refcocog": ("val", "test")}
 
@@ -44,6 +44,7 @@ def summarize(records) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_path", required=True)
+    add_override_arg(p)
     p.add_argument("--dataset", default="refcoco", choices=sorted(SPLITS))
     p.add_argument("--split", default="val")
     p.add_argument("--data_root", default="data/ref_seg", help="folder holding <dataset>/instances.json, refs")
@@ -63,7 +64,7 @@ def main(argv=None) -> dict:
             p.error(f"not found: {path}")
     work_dir = a.work_dir or os.path.join("work_dirs", "eval", f"{a.dataset}_{a.split}")
     rank, world, device = init_distributed()
-    model = load_model(a.model_path, device)
+    model = load_model(a.model_path, device, **parse_overrides(a.override))
     ds = RefCOCODataset(data_root=data_dir, image_folder=a.image_folder, split=a.split, mode="eval",
                         refs_file=a.refs_file, model_path=os.path.join(a.model_path, "mllm"), on_bad_sample="raise",
                         sam_size=model.grounding.image_size)

@@ -22,8 +22,9 @@ import numpy as np  # noqa: E402
 
 from projects.desa2va.common.masks import decode_segmentation  # noqa: E402
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
-from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
-                                                run_and_merge, write_outputs)
+from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
+                                                parse_overrides, print_table, run_and_merge,
+                                                write_outputs)
 from projects.desa2va.evaluation.metrics import caption_metrics  # noqa: E402
 
 QUESTION = "<image>\nPlease give me a short description of region1."
@@ -41,6 +42,7 @@ def region_mask(ann: dict, h: int, w: int) -> np.ndarray:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_path", required=True)
+    add_override_arg(p)
     p.add_argument("--annotation_file", required=True)
     p.add_argument("--image_folder", required=True)
     p.add_argument("--work_dir", default=os.path.join("work_dirs", "eval", "region_caption"))
@@ -55,7 +57,7 @@ def main(argv=None) -> dict:
     anns = {str(x["id"]): x for x in data["annotations"]}
     keys = sorted(anns)[:a.limit]
     rank, world, device = init_distributed()
-    model = load_model(a.model_path, device)
+    model = load_model(a.model_path, device, **parse_overrides(a.override))
 
     def evaluate(key):
         ann = anns[key]

@@ -22,8 +22,9 @@ if __package__ in (None, ""):
 
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.video_io import open_video, read_frames, segment_indices  # noqa: E402
-from projects.desa2va.evaluation.common import (init_distributed, load_model, print_table,  # noqa: E402
-                                                run_and_merge, write_outputs)
+from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
+                                                parse_overrides, print_table, run_and_merge,
+                                                write_outputs)
 
 LETTERS = string.ascii_uppercase
 
@@ -52,6 +53,7 @@ def as_item(d: dict) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_path", required=True)
+    add_override_arg(p)
     p.add_argument("--data_file", required=True)
     p.add_argument("--image_folder", default="")
     p.add_argument("--num_frames", type=int, default=5)
@@ -67,7 +69,7 @@ def main(argv=None) -> dict:
     if len(by_key) != len(items):
         p.error(f"{a.data_file}: ids are not unique")
     rank, world, device = init_distributed()
-    model = load_model(a.model_path, device)
+    model = load_model(a.model_path, device, **parse_overrides(a.override))
 
     def evaluate(key):
         d = by_key[key]

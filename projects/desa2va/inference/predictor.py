@@ -77,8 +77,9 @@ class DeSa2VAPredictor:
 
     def segment(self, media, text: Union[str, Sequence[str]]) -> Union[Prediction, List[Prediction]]:
         """Segment a referring expression ("the man in red") or several: asked as "Please segment ... in this
-        image/video." (a question ending in '?' is asked as it is). Several expressions on one video share
-        one decoding of the frames and one SAM-2 state. Returns a Prediction, or a list for a list."""
+        image/video." (a question ending in '?' is asked as it is). Several expressions on one image share
+        its SAM-2 features; on one video, one decoding of the frames and one SAM-2 state. Returns a
+        Prediction, or a list for a list."""
         single = isinstance(text, str)
         texts = [self._check_text(t) for t in ([text] if single else list(text))]
         if not texts:
@@ -87,12 +88,9 @@ class DeSa2VAPredictor:
             qs = [referring_question(t, video=True) for t in texts]
             preds = [Prediction(o["text"], o["masks"], q) for o, q in zip(self._video(qs, media), qs)]
         else:
-            image = load_image(media, self.max_pixels)
-            preds = []
-            for t in texts:
-                q = referring_question(t)
-                out = self.model.predict(q, image=image)
-                preds.append(Prediction(out["text"], out["masks"], q))
+            qs = [referring_question(t) for t in texts]
+            outs = self.model.predict_image(qs, load_image(media, self.max_pixels))
+            preds = [Prediction(o["text"], o["masks"], q) for o, q in zip(outs, qs)]
         return preds[0] if single else preds
 
     # ------------------------------------------------------------------ helpers

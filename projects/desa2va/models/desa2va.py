@@ -539,19 +539,33 @@ class DeSa2VAModel(BaseModel):
             return self._predict_video(question, frames, history)
 
     def _predict_image(self, question, image, history, region_masks=None):
+        return self.predict_image([question], image, history, region_masks)[0]
+
+    @torch.no_grad()
+    def predict_image(self, questions: Sequence[str], image, history=(),
+                      region_masks: Optional[Sequence[np.ndarray]] = None) -> List[Dict[str, Any]]:
+        """Several questions on one image: the tiles are made once, the SAM-2 features computed once and
+        every object of every answer decoded in one batch. Returns one {'text', 'masks'} per question."""
         m = self.mllm
+        image = to_pil(image)
         if region_masks is not None:  # visual prompts index the token grid of one whole-image tile
             tiles = mllm_image_tiles(image, m.tile_size, 1, 1, False)
         else:
             tiles = mllm_image_tiles(image, m.tile_size, 1, self.max_tiles, bool(m.config.get("use_thumbnail", True)))
-        gen = self._generate(question, tiles, [tiles.shape[0] * m.num_image_token], history, region_masks)
-        if gen.seg_hidden.shape[0] == 0:
-            return {"text": gen.text, "masks": []}
-        feats = self._encode(self.grounding.preprocess([image]))
-        n = gen.seg_hidden.shape[0]
-        logits = self.decode_objects(feats, gen.seg_hidden.float(), torch.zeros(n, dtype=torch.long, device=self.device))
-        masks = resize_logits(logits[:, 0], (image.height, image.width)) > 0
-        return {"text": gen.text, "masks": [mk.cpu().numpy() for mk in masks]}
+        with self._autocast():
+            gens = [self._generate(q, tiles, [tiles.shape[0] * m.num_image_token], history, region_masks)
+                    for q in questions]
+            results = [{"text": g.text, "masks": []} for g in gens]
+            owners = [q for q, g in enumerate(gens) for _ in range(g.seg_hidden.shape[0])]
+            if not owners:
+                return results
+            feats = self._encode(self.grounding.preprocess([image]))
+            h = torch.cat([g.seg_hidden for g in gens]).float()
+            logits = self.decode_objects(feats, h, torch.zeros(len(owners), dtype=torch.long, device=self.device))
+            masks = resize_logits(logits[:, 0], (image.height, image.width)) > 0
+        for q, mk in zip(owners, masks):
+            results[q]["masks"].append(mk.cpu().numpy())
+        return results
 
     def _predict_video(self, question, frames, history):
         return self.predict_video([question], frames, history)[0]
@@ -574,7 +588,8 @@ class DeSa2VAModel(BaseModel):
             owners = [q for q, g in enumerate(gens) for _ in range(g.seg_hidden.shape[0])]
             if not owners:
                 return results
-            feats = self._encode(self.grounding.preprocess([key_frames[i] for i in keys]))
+            sam_images = self.grounding.preprocess([key_frames[i] for i in keys])
+            feats = self._encode(sam_images)
             n, k = len(owners), len(keys)
             h = torch.cat([g.seg_hidden for g in gens]).float()
             obj = torch.arange(n, device=self.device).repeat_interleave(k)
@@ -582,7 +597,9 @@ class DeSa2VAModel(BaseModel):
             logits = self.decode_objects(feats, h[obj], fidx)
             key_masks = {j: {keys[i]: logits[j * k + i, 0] > 0 for i in range(k)} for j in range(n)}
             first = key_frames[keys[0]]
-            video = self.grounding.propagate(frames, (first.height, first.width), key_masks)
+            # the key frames' features serve the video state too (each frame encoded once in all)
+            video = self.grounding.propagate(frames, (first.height, first.width), key_masks,
+                                             self.grounding.video_features(feats, sam_images, keys))
         for j, q in enumerate(owners):
             results[q]["masks"].append(video[j].numpy())
         return results

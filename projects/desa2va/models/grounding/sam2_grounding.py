@@ -215,15 +215,33 @@ class SAM2Grounding(nn.Module):
             "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
         }
 
+    def video_features(self, features: FrameFeatures, images: torch.Tensor,
+                       frame_indices: Sequence[int]) -> Dict[int, Tuple[torch.Tensor, Dict[str, Any]]]:
+        """Features from `encode_frames` (row i = frame `frame_indices[i]`, `images` the encoded (T, 3, S, S))
+        in the form of SAM-2's video-state cache, {frame: (image, backbone_out)}, so propagation does
+        not encode those frames again (the high-resolution levels projected as SAM-2's forward_image does)."""
+        m = self.sam2_model
+        out = {}
+        for row, f in enumerate(frame_indices):
+            fpn = [level[row:row + 1] for level in features.fpn]
+            if m.use_high_res_features_in_sam:
+                fpn[0] = m.sam_mask_decoder.conv_s0(fpn[0])
+                fpn[1] = m.sam_mask_decoder.conv_s1(fpn[1])
+            out[int(f)] = (images[row:row + 1].to(m.device).float(),
+                           {"backbone_fpn": fpn, "vision_pos_enc": [p[row:row + 1] for p in features.pos]})
+        return out
+
     @torch.inference_mode()
     def propagate_iter(self, frames, video_size: Tuple[int, int],
-                       key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]]
+                       key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]],
+                       key_features: Optional[Mapping[int, Tuple[torch.Tensor, Dict[str, Any]]]] = None
                        ) -> Iterator[Tuple[int, List[int], torch.Tensor]]:
         """Yield (frame_idx, obj_ids, logits (n_obj, H, W)) for every frame exactly once.
 
         key_frame_masks: {obj_id: {frame_idx: mask}} with masks (h, w) bool or logits (> 0 is
         foreground) at any resolution. Forward from the earliest key frame to the end, then backward
-        from it to frame 0, through SAM-2's memory.
+        from it to frame 0, through SAM-2's memory. key_features (`video_features`): frames already
+        encoded, used instead of encoding them again.
         """
         if not key_frame_masks or not all(key_frame_masks.values()):
             raise ValueError("propagate needs at least one key-frame mask for every object")
@@ -235,11 +253,11 @@ class SAM2Grounding(nn.Module):
         was_training = m.training
         m.eval()  # SAM-2's track_step keeps object scores (needed by the video state) only in eval mode
         try:
-            yield from self._propagate(m, frames, video_size, key_frame_masks)
+            yield from self._propagate(m, frames, video_size, key_frame_masks, key_features or {})
         finally:
             m.train(was_training)
 
-    def _propagate(self, m, frames, video_size, key_frame_masks):
+    def _propagate(self, m, frames, video_size, key_frame_masks, key_features):
         state = self.init_video_state(frames, video_size)
         by_frame: Dict[int, List[Tuple[Any, torch.Tensor]]] = {}
         for obj_id, per_frame in key_frame_masks.items():
@@ -248,10 +266,14 @@ class SAM2Grounding(nn.Module):
                     raise ValueError(f"key frame {f} of object {obj_id} is outside the video (0..{len(frames) - 1})")
                 by_frame.setdefault(int(f), []).append((obj_id, mask))
         # Frame by frame: SAM-2 caches the image features of the latest frame, so each key frame is
-        # encoded once for all its objects (object by object it would be encoded once per object).
+        # encoded at most once for all its objects (object by object it would be encoded once per object).
+        # Features already computed (key_features) are put in SAM-2's feature cache, which it replaces by
+        # the latest frame's on a miss: refilled before each use (adding masks, consolidating them).
         for f in sorted(by_frame):
+            state["cached_features"] = dict(key_features)
             for obj_id, mask in by_frame[f]:
                 m.add_new_mask(state, frame_idx=f, obj_id=obj_id, mask=(mask > 0).cpu())
+        state["cached_features"] = dict(key_features)
         start = min(f for per_frame in key_frame_masks.values() for f in per_frame)
         for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=False):
             yield f, list(obj_ids), masks[:, 0]
@@ -261,12 +283,13 @@ class SAM2Grounding(nn.Module):
                     yield f, list(obj_ids), masks[:, 0]
 
     def propagate(self, frames, video_size: Tuple[int, int],
-                  key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]]) -> torch.Tensor:
+                  key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]],
+                  key_features: Optional[Mapping[int, Tuple[torch.Tensor, Dict[str, Any]]]] = None) -> torch.Tensor:
         """(n_obj, T, H, W) bool masks, objects in the order of key_frame_masks."""
         n_frames = len(frames)
         out = torch.zeros(len(key_frame_masks), n_frames, *video_size, dtype=torch.bool)
         order = {obj_id: i for i, obj_id in enumerate(key_frame_masks)}
-        for f, obj_ids, logits in self.propagate_iter(frames, video_size, key_frame_masks):
+        for f, obj_ids, logits in self.propagate_iter(frames, video_size, key_frame_masks, key_features):
             for j, obj_id in enumerate(obj_ids):
                 out[order[obj_id], f] = logits[j].cpu() > 0
         return out
