@@ -12,38 +12,25 @@ Writes a JSON result and appends a row to benchmarks/RESULTS.md. Targets: >= 10 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402
 import torch  # noqa: E402
 
 from projects.desa2va.datasets.mevis_revos import RefVOSDataset  # noqa: E402
 from projects.desa2va.datasets.refcoco import RefCOCODataset  # noqa: E402
 from projects.desa2va.datasets.synthetic import make_synthetic  # noqa: E402
-from projects.desa2va.models.mllm.arch_configs import internvl2_5_config  # noqa: E402
 
 
 def real_geometry_folder(tmp: str) -> str:
     """An InternVL2.5-1B config.json (real image geometry) with the tiny tokenizer; no weights needed."""
-    import make_tiny_pretrained
-
-    folder = os.path.join(tmp, "geometry")
-    os.makedirs(folder)
-    make_tiny_pretrained.build_tokenizer().save_pretrained(folder)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(internvl2_5_config("1B"), f)
-    return folder
+    return common.random_init_folder("InternVL2_5-1B", tmp)
 
 
 def measure(ds, n: int) -> float:
@@ -54,18 +41,11 @@ def measure(ds, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-    except Exception:
-        return "unknown"
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", type=int, default=40)
     p.add_argument("--size", type=int, default=640)
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    p.add_argument("--out", default=common.RESULTS_DIR)
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     a = p.parse_args(argv)
     torch.set_num_threads(1)  # one DataLoader worker = one process, one thread
@@ -74,29 +54,20 @@ def main(argv=None) -> dict:
         make_synthetic(tmp, seed=0, num_train_images=max(a.samples // 2, 4), num_val_images=2, num_train_videos=4,
                        num_val_videos=1, frames=8, size=a.size)
         model_path = real_geometry_folder(tmp)
-        common = dict(model_path=model_path, sam_size=1024, on_bad_sample="raise")
-        img = RefCOCODataset(data_root=f"{tmp}/refcoco", image_folder=f"{tmp}/refcoco/images", split="train", **common)
-        vid = RefVOSDataset(data_root=f"{tmp}/mevis/train", mode="train", num_frames=5, **common)
+        kw = dict(model_path=model_path, sam_size=1024, on_bad_sample="raise")
+        img = RefCOCODataset(data_root=f"{tmp}/refcoco", image_folder=f"{tmp}/refcoco/images", split="train", **kw)
+        vid = RefVOSDataset(data_root=f"{tmp}/mevis/train", mode="train", num_frames=5, **kw)
         s = img[0]
         result = {
-            "benchmark": "data_throughput", "date": datetime.date.today().isoformat(), "commit": commit(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "device": "cpu, 1 thread per worker",
             "image_size": a.size, "image_tiles": int(s["num_tiles"]), "image_tokens": int(s["input_ids"].numel()),
             "image_samples_per_s": round(measure(img, a.samples), 2),
             "video_clips_per_s": round(measure(vid, a.samples // 2), 2),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "data_throughput.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    print(json.dumps(result, indent=2))
-    if not a.no_record:
-        with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), "a") as f:
-            f.write(f"| data_throughput | {result['date']} | {result['commit']} | {result['machine']} | "
-                    f"{result['device']} | image {a.size}px ({result['image_tiles']} tiles + 1024 px SAM frame): "
-                    f"{result['image_samples_per_s']} samples/s; video 5 frames: {result['video_clips_per_s']} "
-                    f"clips/s |\n")
+    summary = (f"image {a.size}px ({result['image_tiles']} tiles + 1024 px SAM frame): "
+               f"{result['image_samples_per_s']} samples/s; video 5 frames: {result['video_clips_per_s']} clips/s")
+    common.write_result("data_throughput", result, a.out, summary, not a.no_record, "cpu, 1 thread per worker")
     return result
 
 

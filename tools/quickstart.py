@@ -78,12 +78,18 @@ def evaluate(model: str, work: str, limit, vis: int = 0) -> dict:
             "image_samples": img["num_samples"], "video_samples": vid["num_expressions"]}
 
 
+def schedule_options(iters: int) -> list:
+    """--cfg-options for a run of `iters` iterations that keeps the schedule's shape (warm-up, then cosine
+    to 0 at the last iteration) and checkpoints once, at the end."""
+    warm = min(30, max(iters // 10, 1))
+    return [f"train_cfg.max_iters={iters}", f"param_scheduler.0.end={warm}", f"param_scheduler.1.begin={warm}",
+            f"param_scheduler.1.end={iters}", f"default_hooks.checkpoint.interval={iters}"]
+
+
 def train(config: str, work_dir: str, iters, *options) -> None:
     cfg = ["--cfg-options", f"default_hooks.logger.interval={10}"] + list(options)
-    if iters:  # a shorter run keeps the schedule's shape: warm-up, then cosine to 0 at the last iteration
-        warm = min(30, max(iters // 10, 1))
-        cfg += [f"train_cfg.max_iters={iters}", f"param_scheduler.0.end={warm}", f"param_scheduler.1.begin={warm}",
-                f"param_scheduler.1.end={iters}", f"default_hooks.checkpoint.interval={iters}"]
+    if iters:
+        cfg += schedule_options(iters)
     run(["bash", os.path.join(ROOT, "tools/dist.sh"), "train", config, "1", "--work-dir", work_dir] + cfg,
         env=dict(os.environ, PORT=os.environ.get("PORT", "29507")))
 

@@ -1,0 +1,112 @@
+"""The training-step, inference-latency and ablation benchmarks run end to end with a minimal budget on the
+tiny configs (so they cannot rot), and record their results the way RESULTS.md expects."""
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import ablation  # noqa: E402
+import common  # noqa: E402
+import inference_latency  # noqa: E402
+import make_synthetic_data  # noqa: E402
+import train_step  # noqa: E402
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_pretrained):
+    (tmp_path / "pretrained").mkdir()
+    os.symlink(tiny_pretrained, tmp_path / "pretrained" / "tiny")
+    return tmp_path
+
+
+@pytest.fixture
+def results_md(tmp_path, monkeypatch):
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Benchmark results\n\n<!-- ablation:start -->\nNot yet run.\n<!-- ablation:end -->\n\n## Log\n\n"
+                  "| benchmark | date | commit | machine | device | result |\n|---|---|---|---|---|---|\n"
+                  "| old | 2026-01-01 | abc | m | d | kept |\n")
+    monkeypatch.setattr(common, "RESULTS_MD", str(md))
+    return md
+
+
+def test_train_step_both_modes(workspace, results_md, tmp_path):
+    out = tmp_path / "out"
+    res = train_step.main(["--workspace", str(workspace), "--steps", "1", "--warmup", "0", "--batch-size", "1",
+                           "--workloads", "image", "text", "--out", str(out)])
+    saved = json.loads((out / "train_step_desa2va_tiny.json").read_text())
+    assert saved["modes"] == res["modes"] and saved["commit"] and saved["device"].startswith("cpu")
+    d, s = res["modes"]["desa2va"], res["modes"]["sa2va"]
+    assert d["trainable_params"] > s["trainable_params"]  # D_txt, MID and the gate train on top
+    for mode in (d, s):
+        img, txt = mode["workloads"]["image"], mode["workloads"]["text"]
+        assert img["step_s"] > 0 and img["samples_per_s"] == pytest.approx(1 / img["step_s"], rel=0.01)
+        split = img["split_s"]
+        for part in ("LLM", "vision encoder", "SAM-2 image encoder", "decoders", "losses"):
+            assert split[f"forward: {part}"] > 0, part
+        assert split["backward"] > 0 and img["tflops_per_step"] > 0 and img["mfu"] is None  # no GPU peak
+        assert "forward: SAM-2 image encoder" not in txt["split_s"]  # text-only: no SAM-2 work
+        assert img["tokens_per_batch"] > txt["tokens_per_batch"] / 4 and img["peak_memory_gb"] > 0
+    assert "loss_align" in d["workloads"]["image"]["losses"] and "loss_mask_bce" in s["workloads"]["image"]["losses"]
+    # the image workload really has 6 tiles and 5 objects
+    assert d["workloads"]["image"]["workload"] == {"tiles": 6, "objects": 5, "frames": 1}
+    assert d["workloads"]["text"]["workload"] == {"tiles": 0, "objects": 0, "frames": 0}
+    rows = results_md.read_text().splitlines()
+    assert rows[-2].startswith("| old |") and rows[-1].startswith("| train_step_desa2va_tiny |")
+    assert "DeSa2VA" in rows[-1] and "Sa2VA" in rows[-1]
+
+
+def test_inference_latency_modes_and_objects(workspace, tmp_path):
+    res = inference_latency.main(["--workspace", str(workspace), "--repeats", "1", "--frames", "6",
+                                  "--objects", "1", "2", "--modes", "desa2va", "sa2va", "--out", str(tmp_path),
+                                  "--no-record"])
+    assert set(res["modes"]) == {"desa2va", "sa2va"}
+    for r in res["modes"].values():
+        q = r["query"]
+        assert q["latency_s"] > 0 and q["image_tokens"] == 5 * 16  # 5 key frames of 16 tiny tokens
+        for part in ("MLLM (tiles, prefill, decoding)", "SAM-2 image encoder", "decoders (+ reprompt)"):
+            assert q["split_s"][part] > 0
+        assert set(r["propagation"]) == {"1", "2"} and all(p["fps"] > 0 for p in r["propagation"].values())
+    assert res["modes"]["desa2va"]["reprompt_iters"] == 1 and res["modes"]["sa2va"]["reprompt_iters"] == 0
+    # each of the 6 frames is encoded once by SAM-2 per query: 5 key frames + 1 propagated frame
+    assert res["modes"]["desa2va"]["propagation"]["2"]["frames_encoded"] == 6
+
+
+def test_ablation_runs_resumes_and_records(workspace, results_md, tmp_path):
+    make_synthetic_data.main(["--out", str(workspace / "data" / "synthetic"), "--train-images", "8",
+                              "--val-images", "2", "--train-videos", "2", "--val-videos", "1", "--frames", "4"])
+    args = ["--workspace", str(workspace), "--seeds", "0", "--variants", "sa2va", "keyframes_first_2",
+            "--stage1-iters", "2", "--stage2-iters", "2", "--image-limit", "2", "--video-limit", "1",
+            "--out", str(tmp_path / "out")]
+    res = ablation.main(args)
+    table = res["table"]
+    assert list(table) == ["sa2va", "desa2va", "keyframes_first_2"]  # the evaluated model is trained too
+    for name in ("sa2va", "desa2va"):
+        for key in ("image_ciou", "video_jf"):
+            assert 0.0 <= table[name][key]["mean"] <= 1.0 and table[name][key]["std"] == 0.0
+    assert "image_ciou" not in table["keyframes_first_2"] and "video_jf" in table["keyframes_first_2"]
+    runs = res["runs"]
+    assert runs["sa2va"][0]["image_samples"] == 2 and runs["desa2va"][0]["video_samples"] >= 1
+    cfg = json.loads((workspace / "work_dirs/ablation/sa2va/seed0/model/desa2va_config.json").read_text())
+    assert cfg["model"]["mode"] == "sa2va"
+    md = results_md.read_text()
+    assert "| keyframes_first_2 |" in md and "Not yet run." not in md
+    assert md.index("<!-- ablation:end -->") < md.index("| old |") < md.index("| ablation |")  # log stays last
+    # a second run reuses every finished job
+    stamp = os.path.getmtime(workspace / "work_dirs/ablation/sa2va/seed0/result.json")
+    again = ablation.main(args + ["--no-record"])
+    assert again["table"] == table
+    assert os.path.getmtime(workspace / "work_dirs/ablation/sa2va/seed0/result.json") == stamp
+
+
+def test_mean_std_and_overrides_parse():
+    assert ablation.mean_std([0.2, 0.4]) == {"mean": 0.3, "std": pytest.approx(0.1414, abs=1e-4)}
+    from projects.desa2va.evaluation.common import parse_overrides
+
+    assert parse_overrides(["reprompt_iters=0", "keyframes=first", "align_weight=0.5"]) == \
+        {"reprompt_iters": 0, "keyframes": "first", "align_weight": 0.5}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse_overrides(["reprompt_iters"])
