@@ -321,20 +321,27 @@ def test_text_embeddings_are_cached_and_adapter_free(make_model, monkeypatch):
     assert torch.allclose(e1[0], h, atol=1e-5)
 
 
-def test_several_questions_on_a_video_share_one_sam2_state(make_model, monkeypatch):
-    model = make_model("desa2va", num_keyframes=2).eval()
-    seg, eos = model.mllm.seg_token_id, model.mllm.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    frames = [np.random.RandomState(i).randint(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(6)]
+def _answer_and_count_frames(model, monkeypatch, answers):
+    """Each generate call answers the next scripted token list; returns the list of the batch sizes that
+    SAM-2's image encoder is called with."""
     real_generate = model.mllm.generate
 
-    def generate(*a, **k):  # every question is answered with one [SEG]
-        _script(model, [seg, eos])
+    def generate(*a, **k):
+        _script(model, next(answers))
         return real_generate(*a, **k)
     monkeypatch.setattr(model.mllm, "generate", generate)
     calls = []
     encoder = model.grounding.sam2_model.image_encoder
     real_forward = encoder.forward
     monkeypatch.setattr(encoder, "forward", lambda x: calls.append(x.shape[0]) or real_forward(x))
+    return calls
+
+
+def test_several_questions_on_a_video_share_one_sam2_state(make_model, monkeypatch):
+    model = make_model("desa2va", num_keyframes=2).eval()
+    seg, eos = model.mllm.seg_token_id, model.mllm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    frames = [np.random.RandomState(i).randint(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(6)]
+    calls = _answer_and_count_frames(model, monkeypatch, iter([[seg, eos]] * 4))  # one [SEG] per question
     questions = ["Please segment the circle.", "Please segment the square."]
     joint = model.predict_video(questions, frames)
     joint_calls = sum(calls)
@@ -367,17 +374,7 @@ def test_several_questions_on_an_image_share_its_sam2_features(make_model, monke
     model = make_model("desa2va").eval()
     seg, eos = model.mllm.seg_token_id, model.mllm.tokenizer.convert_tokens_to_ids("<|im_end|>")
     img = np.random.RandomState(0).randint(0, 255, (70, 90, 3), dtype=np.uint8)
-    real_generate = model.mllm.generate
-    answers = iter([[seg, eos], [eos], [seg, seg, eos]] * 2)
-
-    def generate(*a, **k):
-        _script(model, next(answers))
-        return real_generate(*a, **k)
-    monkeypatch.setattr(model.mllm, "generate", generate)
-    calls = []
-    encoder = model.grounding.sam2_model.image_encoder
-    real_forward = encoder.forward
-    monkeypatch.setattr(encoder, "forward", lambda x: calls.append(x.shape[0]) or real_forward(x))
+    calls = _answer_and_count_frames(model, monkeypatch, iter([[seg, eos], [eos], [seg, seg, eos]] * 2))
     qs = ["Please segment the circle.", "Is there a dog?", "Please segment both shapes."]
     joint = model.predict_image(qs, img)
     assert calls == [1]
