@@ -35,8 +35,8 @@ def commit() -> str:
     try:
         out = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                       stderr=subprocess.DEVNULL).strip()
-        dirty = subprocess.call(["git", "diff", "--quiet", "HEAD", "--", "projects", "benchmarks", "configs"],
-                                cwd=ROOT, stderr=subprocess.DEVNULL)
+        dirty = subprocess.call(["git", "diff", "--quiet", "HEAD", "--", "projects", "configs", "tools",
+                                 ":(glob)benchmarks/*.py"], cwd=ROOT, stderr=subprocess.DEVNULL)
         return out + ("+dirty" if dirty else "")
     except Exception:
         return "unknown"
