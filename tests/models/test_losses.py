@@ -4,6 +4,7 @@ import math
 import torch
 
 from projects.desa2va.models.losses import (dice_loss, focal_loss, iou_prediction_loss, mask_iou, point_sample,
+                                            point_sample_masks,
                                             sample_logits_and_targets, sigmoid_bce, uncertain_points)
 
 
@@ -77,3 +78,16 @@ def test_same_points_for_prediction_and_ground_truth():
     assert torch.allclose(tg[inside], expected[inside], atol=1e-5)  # also at the left/right borders (no zero padding)
     edge = point_sample(torch.ones(1, 1, 4, 4), torch.tensor([[[0.0, 0.0], [1.0, 0.5], [0.999, 0.999]]]))
     assert torch.equal(edge, torch.ones(1, 1, 3))
+
+
+def test_gathered_mask_sampling_equals_grid_sample():
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(3, 2, 37, 53, generator=g) > 0.5
+    pts = torch.rand(3, 400, 2, generator=g)
+    pts[:, :8] = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.999, 0.0], [0.0, 0.999], [0.5, 1.0], [1.0, 0.5],
+                               [0.001, 0.5], [0.5, 0.001]])  # border points (border padding)
+    fast = point_sample_masks(masks, pts)
+    assert fast.dtype == torch.float32 and fast.shape == (3, 2, 400)
+    assert torch.allclose(fast, point_sample(masks.float(), pts), atol=1e-5)
+    soft = torch.rand(3, 1, 20, 20, generator=g)  # float masks too
+    assert torch.allclose(point_sample_masks(soft, pts), point_sample(soft, pts), atol=1e-5)

@@ -4,6 +4,8 @@ Shapes: logits (N, 1, h, w) at decoder resolution; targets (N, 1, H, W) float in
 resolution (the original image's). Both are sampled bilinearly at the same normalised points, so a
 prediction never needs to be resized to the ground truth for training.
 
+- `point_sample_masks`: the same sampling of (bool) ground-truth masks by gathering 4 neighbours per point
+  (never a float copy of a full-resolution mask).
 - `uncertain_points`: N x P points, `importance_ratio` of them the most uncertain (smallest |logit|)
   among `oversample_ratio * P` uniform candidates, the rest uniform (Sa2VA: P = 12544, 3x, 75%).
 - `sigmoid_bce`, `dice_loss`, `focal_loss`: per-mask values averaged over masks.
@@ -27,6 +29,25 @@ def point_sample(inputs: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
                          padding_mode="border", align_corners=False).squeeze(3)
 
 
+def point_sample_masks(masks: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """`point_sample` of masks (N, C, H, W) of any dtype (bool ground truth at the original resolution) ->
+    (N, C, P) float: the same bilinear values with border padding, from the 4 neighbours of each point
+    gathered directly, so a full-resolution mask is never converted to float."""
+    n, c, h, w = masks.shape
+    pts = points.to(masks.device).float()
+    x = (pts[..., 0] * w - 0.5).clamp(0, w - 1)
+    y = (pts[..., 1] * h - 0.5).clamp(0, h - 1)
+    x0, y0 = x.floor().long(), y.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    wx, wy = (x - x0)[:, None], (y - y0)[:, None]
+    flat = masks.reshape(n, c, h * w)
+
+    def at(yy, xx):
+        return torch.gather(flat, 2, (yy * w + xx)[:, None].expand(-1, c, -1)).float()
+
+    return (at(y0, x0) * (1 - wx) + at(y0, x1) * wx) * (1 - wy) + (at(y1, x0) * (1 - wx) + at(y1, x1) * wx) * wy
+
+
 @torch.no_grad()
 def uncertain_points(logits: torch.Tensor, num_points: int, oversample_ratio: float = 3.0,
                      importance_ratio: float = 0.75) -> torch.Tensor:
@@ -47,7 +68,7 @@ def sample_logits_and_targets(logits: torch.Tensor, targets: torch.Tensor, num_p
                               ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Point-sampled (N, P) logits and (N, P) targets at the same importance-sampled points."""
     points = uncertain_points(logits, num_points, oversample_ratio, importance_ratio)
-    return point_sample(logits, points)[:, 0], point_sample(targets.float(), points)[:, 0]
+    return point_sample(logits, points)[:, 0], point_sample_masks(targets, points)[:, 0]
 
 
 def sigmoid_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
