@@ -185,7 +185,7 @@ def run_mode(cfg, mode: str, args, tmp: str, device: torch.device) -> Dict[str, 
     model.train()
     build_s = time.perf_counter() - t
     optim = build_optim(model, cfg)
-    mllm_path = model.mllm.model_path
+    mllm_path = os.path.join(args.workspace, model.mllm.model_path)  # config paths are workspace-relative
     samples = build_samples(mllm_path, model.grounding.image_size)
     pad = model.mllm.tokenizer.pad_token_id or 0
     bs = args.batch_size or int(cfg.train_dataloader.batch_size)
