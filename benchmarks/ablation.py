@@ -11,6 +11,12 @@ same seed. Inference-only variants evaluate the full model of the same seed with
 image cIoU on the synthetic RefCOCO-format val split (first `--image-limit` sentences) and video J&F on
 the synthetic MeViS-format valid_u split (`--video-limit` videos, default all).
 
+The budget is set to fit 90 minutes of 2 CPU cores (27 trained runs + 3 stage-1 runs): the tiny SAM-2 runs at
+128 px (`--sam-size`; its weights do not depend on the size), stage 1 gets 800 iterations at lr 1e-3 (the
+tiny stage-1 loss breaks through at ~500, see RESULTS.md) and stage 2 250 iterations at the config's lr.
+At that stage-2 budget the tiny models are early in training: the table compares what each variant has
+learned by then, not converged quality.
+
 Variants (the tiny config's own settings are the full model: reprompt_iters=0 and every frame a key frame,
 see configs/desa2va_tiny.py, so the inference switches are measured against them):
   sa2va               decouple off: one projection, one decoder, BCE + Dice (the control arm)
@@ -82,11 +88,21 @@ def job_dir(work: str, name: str, seed: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- one job
-def run_stage1(work: str, seed: int, iters: int) -> None:
+def sam_size_options(size: int, stage: int) -> List[str]:
+    """Run the tiny SAM-2 at `size` px (0: the configs' 256): the model and every dataset of the stage."""
+    if not size:
+        return []
+    data = ["train_dataloader.dataset.datasets.0.dataset.sam_size"] if stage == 1 else [
+        f"train_dataloader.dataset.datasets.{i}.sam_size" for i in (0, 1)]
+    return [f"model.grounding.image_size={size}"] + [f"{k}={size}" for k in data]
+
+
+def run_stage1(work: str, seed: int, iters: int, a) -> None:
     import quickstart
     import train
 
     opts = quickstart.schedule_options(iters) + [f"randomness.seed={seed}", "default_hooks.logger.interval=50"]
+    opts += sam_size_options(a.sam_size, 1) + ([f"optim_wrapper.optimizer.lr={a.stage1_lr}"] if a.stage1_lr else [])
     if train.main([STAGE1, "--work-dir", os.path.join(work, "stage1", f"seed{seed}"), "--cfg-options"] + opts):
         raise SystemExit("stage 1 failed")
 
@@ -104,11 +120,12 @@ def run_trained(work: str, name: str, seed: int, iters: int, a) -> Dict[str, Any
     cli = quickstart.schedule_options(iters) + [f"randomness.seed={seed}", "default_hooks.logger.interval=50"]
     if a.lr:
         cli.append(f"optim_wrapper.optimizer.lr={a.lr}")
-    cli += list(a.train_options or [])
+    cli += sam_size_options(a.sam_size, 2) + list(a.train_options or [])
     if train.main([STAGE2, "--work-dir", os.path.join(d, "train"), "--cfg-options"] + cli + _cli_options(model_opts)):
         raise SystemExit(f"{name} seed {seed}: training failed")
     train_s = time.time() - t
-    model = convert_to_hf.load_trained_model(STAGE2, os.path.join(d, "train"), dict(opts))
+    build_opts = dict(opts, **({"model.grounding.image_size": a.sam_size} if a.sam_size else {}))
+    model = convert_to_hf.load_trained_model(STAGE2, os.path.join(d, "train"), build_opts)
     model.save_pretrained(os.path.join(d, "model"))
     del model
     shutil.rmtree(os.path.join(d, "train"), ignore_errors=True)  # checkpoints: the exported model is kept
@@ -148,7 +165,7 @@ def run_job(a) -> None:
     os.makedirs(d, exist_ok=True)
     t = time.time()
     if name == "stage1":
-        run_stage1(a.work_dir, seed, a.stage1_iters)
+        run_stage1(a.work_dir, seed, a.stage1_iters, a)
         res: Dict[str, Any] = {}
     elif name in TRAINED:
         res = run_trained(a.work_dir, name, seed, a.stage2_iters, a)
@@ -181,9 +198,11 @@ def spawn(name: str, seed: int, a) -> Dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--job", name, "--seed", str(seed),
            "--workspace", a.workspace, "--work-dir", a.work_dir_abs, "--stage1-iters", str(a.stage1_iters),
            "--stage2-iters", str(a.stage2_iters), "--image-limit", str(a.image_limit),
-           "--video-limit", str(a.video_limit)]
+           "--video-limit", str(a.video_limit), "--sam-size", str(a.sam_size)]
     if a.lr:
         cmd += ["--lr", str(a.lr)]
+    if a.stage1_lr:
+        cmd += ["--stage1-lr", str(a.stage1_lr)]
     if a.train_options:
         cmd += ["--train-options"] + list(a.train_options)
     with open(os.path.join(d, "log.txt"), "w") as logf:
@@ -227,8 +246,12 @@ def markdown_table(table: Dict[str, Dict[str, Any]], settings: Dict[str, Any]) -
         lines.append(f"| {name} | {desc[name]} | {_fmt(row.get('image_ciou'))} | {_fmt(row.get('image_giou'))} | "
                      f"{_fmt(row.get('video_jf'))} | {len(row['seeds'])} |")
     s = settings
-    lines += ["", f"Mean ± standard deviation over seeds {s['seeds']}; stage 1 {s['stage1_iters']} and stage 2 "
-              f"{s['stage2_iters']} iterations (batch 8) per run; image: first {s['image_limit']} val sentences, "
+    size = f"SAM-2 at {s['sam_size']} px" if s.get("sam_size") else "SAM-2 at the configs' 256 px"
+    lr2 = f"lr {s['lr']:g}" if s.get("lr") else "the config's lr"
+    lr1 = f"lr {s['stage1_lr']:g}" if s.get("stage1_lr") else "the config's lr"
+    lines += ["", f"Mean ± standard deviation over seeds {s['seeds']}; stage 1 {s['stage1_iters']} iterations "
+              f"({lr1}, one run per seed shared by the variants that use it) and stage 2 {s['stage2_iters']} "
+              f"iterations ({lr2}) per run, batch 8, {size}; image: first {s['image_limit']} val sentences, "
               f"video: {'all' if not s['video_limit'] else s['video_limit']} valid_u videos. "
               f"{s['wall_min']:.0f} min on {s['machine']}, commit {s['commit']}, {s['date']}.",
               "", "Reproduce: `" + s["command"] + "`"]
@@ -252,11 +275,14 @@ def main(argv=None) -> Dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
-    p.add_argument("--stage1-iters", type=int, default=100)
-    p.add_argument("--stage2-iters", type=int, default=150, help="see RESULTS.md: the tiny models need ~1000")
+    p.add_argument("--stage1-iters", type=int, default=800)
+    p.add_argument("--stage1-lr", type=float, default=1e-3, help="stage-1 peak learning rate (0: the config's)")
+    p.add_argument("--stage2-iters", type=int, default=250)
     p.add_argument("--lr", type=float, default=None, help="stage-2 peak learning rate (default: the config's)")
     p.add_argument("--train-options", nargs="+", default=None, metavar="KEY=VALUE",
                    help="more stage-2 --cfg-options for every variant (e.g. train_dataloader.batch_size=4)")
+    p.add_argument("--sam-size", type=int, default=128,
+                   help="tiny SAM-2 input size in px for every variant (0: the configs' 256)")
     p.add_argument("--image-limit", type=int, default=200, help="first N val sentences")
     p.add_argument("--video-limit", type=int, default=10, help="first N valid_u videos (0: all)")
     p.add_argument("--workspace", default=common.ROOT, help="where pretrained/tiny and data/synthetic are")
@@ -295,6 +321,7 @@ def main(argv=None) -> Dict[str, Any]:
     table = aggregate(results)
     cmd = " ".join(["python benchmarks/ablation.py"] + list(sys.argv[1:] if argv is None else argv))
     settings = {"seeds": a.seeds, "stage1_iters": a.stage1_iters, "stage2_iters": a.stage2_iters,
+                "stage1_lr": a.stage1_lr, "lr": a.lr, "sam_size": a.sam_size,
                 "image_limit": a.image_limit, "video_limit": a.video_limit, "wall_min": wall / 60,
                 "machine": common.machine(), "commit": common.commit(),
                 "date": time.strftime("%Y-%m-%d"), "command": cmd}

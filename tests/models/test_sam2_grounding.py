@@ -116,3 +116,27 @@ def test_propagation_input_errors(sam2):
         sam2.propagate(frames, (32, 32), {1: {}})
     with pytest.raises(ValueError, match="key frame 7 of object 1 is outside the video"):
         sam2.propagate(frames, (32, 32), {1: {7: torch.ones(32, 32, dtype=torch.bool)}})
+
+
+def test_other_input_size_same_weights(sam2, tiny_sam2_ckpt, tmp_path):
+    from projects.desa2va.models.grounding import SAM2Grounding
+
+    small = SAM2Grounding("sam2_tiny.yaml", tiny_sam2_ckpt, image_size=128)  # strict load: same weights
+    assert small.image_size == 128 and small.low_res_size == (32, 32)
+    for k, v in sam2.sam2_model.state_dict().items():
+        assert torch.equal(small.sam2_model.state_dict()[k], v), k
+    attn = small.sam2_model.memory_attention.layers[0]
+    assert attn.self_attn.freqs_cis.shape[0] == attn.cross_attn_image.freqs_cis.shape[0] == 8 * 8  # RoPE grid
+    with torch.no_grad():
+        out = small.decode(small.encode_frames(torch.randn(1, 3, 128, 128)), torch.randn(2, 256),
+                           frame_index=torch.tensor([0, 0]))
+    assert out.low_res_logits.shape == (2, 1, 32, 32)
+    masks = small.propagate(torch.randn(3, 3, 128, 128), (40, 60), {0: {0: _blob(40, 60, 20, 30, 8)}})
+    assert masks.shape == (1, 3, 40, 60)
+    with pytest.raises(ValueError, match=r"frames are \(256, 256\) but the model's image_size is 128"):
+        small.encode_frames(torch.randn(1, 3, 256, 256))
+    with pytest.raises(ValueError, match="multiple of 16"):
+        SAM2Grounding("sam2_tiny.yaml", tiny_sam2_ckpt, image_size=100)
+    small.save_pretrained(str(tmp_path))  # the resolved config keeps the size
+    again = SAM2Grounding(str(tmp_path / "sam2_config.yaml"), str(tmp_path / "sam2.pt"))
+    assert again.image_size == 128

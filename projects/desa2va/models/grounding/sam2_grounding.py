@@ -113,11 +113,22 @@ class SAM2Grounding(nn.Module):
         model_config: see `resolve_config`.
         checkpoint: `{"model": state_dict}` file, or None for random weights.
         hydra_overrides: extra config overrides ('++model.image_size=512', ...).
+        image_size: run SAM-2 at this input size instead of the config's (a multiple of 16; the weights
+            do not depend on it): sets `model.image_size` and the memory attention's RoPE grid
+            (image_size / 16). The datasets' `sam_size` must match.
     """
 
-    def __init__(self, model_config: str, checkpoint: Optional[str] = None, hydra_overrides: Sequence[str] = ()):
+    def __init__(self, model_config: str, checkpoint: Optional[str] = None, hydra_overrides: Sequence[str] = (),
+                 image_size: Optional[int] = None):
         super().__init__()
-        self.sam2_model = build_sam2_model(model_config, checkpoint, hydra_overrides)
+        overrides = list(hydra_overrides)
+        if image_size is not None:
+            if image_size % 16:
+                raise ValueError(f"SAM-2 image_size must be a multiple of 16, got {image_size}")
+            grid = f"[{image_size // 16},{image_size // 16}]"
+            overrides += [f"++model.image_size={image_size}"] + [
+                f"++model.memory_attention.layer.{a}.feat_sizes={grid}" for a in ("self_attention", "cross_attention")]
+        self.sam2_model = build_sam2_model(model_config, checkpoint, overrides)
         self.image_size = int(self.sam2_model.image_size)
         self.prompt_dim = int(self.sam2_model.hidden_dim)
         self.low_res_size = tuple(self.sam2_model.sam_prompt_encoder.mask_input_size)
@@ -150,6 +161,9 @@ class SAM2Grounding(nn.Module):
 
     def encode_frames(self, images: torch.Tensor) -> FrameFeatures:
         """Image encoder on a batch of frames (T, 3, S, S): run once, reused by all objects."""
+        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(f"SAM-2 frames are {tuple(images.shape[-2:])} but the model's image_size is "
+                             f"{self.image_size}: set the datasets' sam_size to {self.image_size}")
         out = self.sam2_model.image_encoder(images.to(self.sam2_model.no_mem_embed.dtype))
         return FrameFeatures(fpn=list(out["backbone_fpn"]), pos=list(out["vision_pos_enc"]))
 
