@@ -144,7 +144,7 @@ def evaluate(model: str, d: str, overrides: Dict[str, Any], which, a) -> Dict[st
         img = refcoco_eval.main(["--model_path", model, "--dataset", "refcoco", "--split", "val", "--data_root", data,
                                  "--image_folder", os.path.join(data, "refcoco/images"),
                                  "--work_dir", os.path.join(d, "eval_image"), "--limit", str(a.image_limit)] + over)
-        out.update(image_ciou=round(img["ciou"], 4), image_giou=round(img["giou"], 4),
+        out.update(image_ciou=round(img["ciou"] / 100, 4), image_giou=round(img["giou"] / 100, 4),
                    image_samples=img["num_samples"], image_failed=img["num_failed"])
     if "video" in which:
         lim = ["--limit", str(a.video_limit)] if a.video_limit else []

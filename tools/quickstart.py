@@ -71,7 +71,7 @@ def evaluate(model: str, work: str, limit, vis: int = 0) -> dict:
     vid = ref_vos_eval.main(["--model_path", model, "--dataset", "MEVIS_U",
                              "--data_root", os.path.join(data, "mevis/valid_u"),
                              "--work_dir", os.path.join(work, "mevis_valid_u"), "--vis", str(vis)] + extra)
-    return {"image_ciou": round(img["ciou"], 4), "image_giou": round(img["giou"], 4),
+    return {"image_ciou": round(img["ciou"] / 100, 4), "image_giou": round(img["giou"] / 100, 4),
             "video_jf": round(vid["J&F"] / 100, 4),
             # samples without a mask (no [SEG] in the answer: the untrained model's usual case)
             "image_failed": img["num_failed"], "video_failed": vid["num_failed"],

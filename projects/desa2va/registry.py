@@ -11,14 +11,14 @@ from .datasets.mevis_revos import RefVOSDataset
 from .datasets.mixing import KindGroupedSampler, MixedDataset
 from .datasets.osprey import OspreyDataset
 from .datasets.ref_sav import RefSAVDataset
-from .datasets.ref_ytvos import RefYTVOSDataset
+from .datasets.ref_ytvos import DAVIS17Dataset, RefYTVOSDataset
 from .datasets.refcoco import RefCOCODataset
 from .datasets.text_pretrain import TextPretrainView
 from .models.desa2va import DeSa2VAModel
 
 MODELS.register_module(module=DeSa2VAModel, force=True)
-for _cls in (RefCOCODataset, RefVOSDataset, RefYTVOSDataset, RefSAVDataset, ChatUniViDataset, LLaVADataset,
-             GCGDataset, OspreyDataset, MixedDataset):
+for _cls in (RefCOCODataset, RefVOSDataset, RefYTVOSDataset, DAVIS17Dataset, RefSAVDataset, ChatUniViDataset,
+             LLaVADataset, GCGDataset, OspreyDataset, MixedDataset):
     DATASETS.register_module(module=_cls, force=True)
 
 

@@ -183,6 +183,20 @@ def test_gcg_grandf_and_openpsg(gcg_image, tiny_mllm_path):
         assert raw.object_texts == ["A cat", "a red mat"]
 
 
+def test_gcg_grounding_without_a_mask_is_dropped_and_counted(gcg_image, tiny_mllm_path):
+    a = _box(0, 10, 0, 10)
+    cap = "A cat sits on a red mat by the door."
+    rec = {"file_name": "img.jpg", "height": H, "width": W, "image_id": 8, "caption": cap, "groundings": {
+        "A cat": {"token_positives": [0, 5], "rle_masks": [_rle(a)]},
+        "a red mat": None,                                                   # the reference skips these
+        "the door": {"token_positives": [32, 40], "rle_masks": None},
+        "by": {"token_positives": [24, 26], "rle_masks": [None]}}}
+    ds = _gcg(gcg_image, [rec], "grandf", tiny_mllm_path)
+    assert ds.dropped_phrases == 3
+    raw = _check(ds, [(0, 5)], [a])
+    assert raw.object_texts == ["A cat"]
+
+
 def test_gcg_flickr(gcg_image, tiny_mllm_path):
     a, b = _box(0, 10, 0, 10), _box(12, 25, 10, 40)
     data = {"images": [{"id": 3, "file_name": "img.jpg", "height": H, "width": W,

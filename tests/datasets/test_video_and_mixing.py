@@ -92,6 +92,22 @@ def test_train_samples_sorted_frames_with_matching_masks(mevis, tiny_mllm_path):
     assert sample["kind"] == "video" and sample["sam_images"].shape == (3, 3, 64, 64)
 
 
+def test_frames_listed_out_of_order_are_sorted_and_masks_follow(mevis, tiny_mllm_path):
+    """Every official reader sorts a video's frames; mask list entry t belongs to the t-th sorted frame."""
+    path = mevis / "meta_expressions.json"
+    meta = json.loads(path.read_text())
+    meta["videos"]["v0"]["frames"] = meta["videos"]["v0"]["frames"][::-1]
+    path.write_text(json.dumps(meta))
+    ds = _vos(mevis, tiny_mllm_path, mode="eval", skip_no_target=False)
+    assert ds.item_info(0)["frames"] == [f"{f:05d}" for f in range(T)]
+    raw = ds.load(0, random.Random(0))  # v0/0: the left shape
+    assert [round(np.asarray(im).mean() / 30) for im in raw.images] == list(range(T))
+    assert all(np.array_equal(raw.masks[0, t], _obj(t, 0)) for t in range(T))
+    train = _vos(mevis, tiny_mllm_path, mode="train", num_frames=3)
+    frames = [round(np.asarray(im).mean() / 30) for im in train.load(0, random.Random(1)).images]
+    assert frames == sorted(frames)
+
+
 def test_revos_layout_and_question_marks(mevis, tiny_mllm_path):
     import shutil
 

@@ -49,4 +49,4 @@ def test_vqa_eval_scores_and_records_failures(qa, monkeypatch):
     lines = [json.loads(x) for x in open(qa / "out" / "results.jsonl")]
     assert [r["key"] for r in lines] == ["q1", "q2", "q3"]
     assert lines[0]["correct"] and lines[1]["correct"] and "image not found" in lines[2]["error"]
-    assert m["num_failed"] == 1 and abs(m["accuracy"] - 2 / 3) < 1e-9
+    assert m["num_failed"] == 1 and m["accuracy"] == pytest.approx(100 * 2 / 3)  # the failure counts as wrong

@@ -45,6 +45,22 @@ def decode_segmentation(seg: Union[List, Dict[str, Any]], height: int, width: in
     return m.astype(bool)
 
 
+def segmentation_area(seg: Union[List, Dict[str, Any], None], height: int, width: int) -> int:
+    """Foreground pixels of a COCO `segmentation` without decoding it (None: 0)."""
+    if seg is None:
+        return 0
+    try:
+        if isinstance(seg, list):
+            polys = [p for p in seg if len(p) >= 6]
+            return int(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(polys, height, width)))) if polys else 0
+        if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+            return int(sum(seg["counts"][1::2]))
+        counts = seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"]
+        return int(mask_utils.area({"size": list(seg["size"]), "counts": counts}))
+    except Exception as e:
+        raise MaskDecodeError(f"cannot read segmentation: {e}") from e
+
+
 def encode_rle(mask: np.ndarray) -> Dict[str, Any]:
     """(H, W) bool -> compressed COCO RLE with a str `counts` (JSON-serialisable)."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))

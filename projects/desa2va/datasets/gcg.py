@@ -7,6 +7,8 @@ Layouts (`glamm_data/annotations/`), chosen by `layout=`:
   ([[s, e], ...]; the first span is used) and `sam_mask` (RLE);
 - `refcocog_gcg`: `{id: {img_file_name, caption, refs: [{sentence, bbox, segmentation}]}}`; each
   sentence is located in the caption case-insensitively (not found: that ref is dropped and counted).
+A GranD-f / OpenPSG grounding that is `None` or has no mask is dropped and counted (`dropped_phrases`),
+as Sa2VA's `grandf_parse_annotations` skips it.
 
 The answer marks each grounded span as `<p> span </p> [SEG]`, spans in caption order (an overlapping
 later span is dropped), masks in the same order; a phrase's masks are combined as a boolean union.
@@ -59,12 +61,16 @@ class GCGDataset(GroundingDataset):
         self.items = PackedRecords(getattr(self, f"_index_{'grandf' if layout == 'openpsg' else layout}")(data))
 
     # -- each layout -> records {id, file_name, caption, phrases: [(start, end, [segmentations])]}
-    @staticmethod
-    def _index_grandf(data):
+    def _index_grandf(self, data):
         records = data.values() if isinstance(data, dict) else data
         for r in records:
-            phrases = [(int(g["token_positives"][0]), int(g["token_positives"][1]), list(g["rle_masks"]))
-                       for g in (r.get("groundings") or {}).values()]
+            phrases = []
+            for g in (r.get("groundings") or {}).values():
+                masks = [m for m in (g or {}).get("rle_masks") or [] if m is not None]
+                if not masks:  # a grounding without a mask (None): the reference skips it
+                    self.dropped_phrases += 1
+                    continue
+                phrases.append((int(g["token_positives"][0]), int(g["token_positives"][1]), masks))
             yield {"id": str(r.get("image_id", r["file_name"])), "file_name": r["file_name"], "caption": r["caption"],
                    "phrases": phrases}
 

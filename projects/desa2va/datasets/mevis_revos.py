@@ -3,8 +3,10 @@
 `meta_expressions*.json` = {"videos": {vid: {"frames": [frame ids], "expressions": {exp_id: {"exp": str,
 "anno_id": [...], "obj_id": [...]}}}}} (ReVOS adds `type_id`: 0 referring, 1 reasoning, 2 no target,
 and height/width); `mask_dict.json` = {anno_id: [per-frame COCO RLE or null]}. Frames are
-`<frames_dir>/<vid>/<frame>.jpg` (MeViS: `JPEGImages/`; ReVOS: the dataset root). An expression's mask
-on a frame is the boolean union of its anno_ids' masks.
+`<frames_dir>/<vid>/<frame>.jpg` (MeViS: `JPEGImages/`; ReVOS: the dataset root). A video's `frames` are
+sorted by name, as every official reader does, and the t-th entry of an anno_id's mask list belongs to
+the t-th sorted frame (the official evaluation pairs them by index). An expression's mask on a frame is
+the boolean union of its anno_ids' masks.
 
 - `mode='train'`: one item per video; `num_frames` sorted random frames and up to `max_objects` random
   expressions, one question/answer turn each.
@@ -18,7 +20,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..common.masks import decode_segmentation, union
+from ..common.masks import decode_segmentation, segmentation_area, union
 from .base import GroundingDataset, RawSample, open_image, read_json, read_pickle
 from .records import PackedRecords
 from .template import SampleError, referring_turns
@@ -56,7 +58,7 @@ class RefVOSDataset(GroundingDataset):
         items = []
         for vid, v in videos.items():
             exps = []
-            for exp_id, e in v["expressions"].items():
+            for exp_id, e in sorted(v["expressions"].items()):  # ids sorted as strings, as the official readers
                 type_id = int(e.get("type_id", 0))
                 if mode == "train" and skip_no_target and type_id == 2:
                     continue
@@ -64,7 +66,7 @@ class RefVOSDataset(GroundingDataset):
                              "type_id": type_id})
             if not exps:
                 continue
-            base = {"vid": vid, "frames": list(v["frames"]), "height": v.get("height"), "width": v.get("width")}
+            base = {"vid": vid, "frames": sorted(v["frames"]), "height": v.get("height"), "width": v.get("width")}
             if mode == "train":
                 items.append(dict(base, expressions=exps))
             else:
@@ -91,6 +93,19 @@ class RefVOSDataset(GroundingDataset):
                     if rle is not None:
                         return int(rle["size"][0]), int(rle["size"][1])
         return None, None
+
+    def has_target(self, item: dict, exp: dict) -> Optional[bool]:
+        """From the stored RLEs alone (nothing decoded): True when the expression's ground truth covers a
+        pixel on some frame, False when it is empty on every frame, None when one of its keys is absent
+        from the mask file."""
+        h, w = self.frame_size(item)
+        for a in exp["anno_id"]:
+            rles = self.annos[self.anno_index[a]]
+            if rles is None:
+                return None
+            if any(segmentation_area(r, h, w) for r in rles if r is not None):
+                return True
+        return False
 
     def frame_path(self, vid: str, frame: str) -> str:
         return os.path.join(self.frames_root, vid, f"{frame}.jpg")

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..common.masks import decode_segmentation
+from ..common.masks import decode_segmentation, segmentation_area
 from .base import GroundingDataset, RawSample, open_image, read_json, read_pickle
 from .records import PackedRecords
 from .template import SampleError, referring_turns
@@ -114,8 +114,18 @@ class RefCOCODataset(GroundingDataset):
         it = self.items[index]
         o = it["objects"][0]
         if o["segmentation"] is None or it["image"]["file_name"] is None:
-            raise SampleError("unknown_annotation", f"sample {self.item_key(index)}: no annotation")
+            raise SampleError("unknown_annotation", f"sample {self.item_key(index)}: ann_id {o['ann_id']} (image "
+                                                    f"{it['image']['id']}) not in instances.json")
         return decode_segmentation(o["segmentation"], it["image"]["height"], it["image"]["width"])
+
+    def has_target(self, index: int) -> Optional[bool]:
+        """Eval mode, from the annotation alone: True when the referred object's mask covers a pixel,
+        False when it is empty, None when its ann_id (or image) is not in instances.json."""
+        it = self.items[index]
+        o = it["objects"][0]
+        if o["segmentation"] is None or it["image"]["file_name"] is None:
+            return None
+        return segmentation_area(o["segmentation"], it["image"]["height"], it["image"]["width"]) > 0
 
     def references(self) -> List[dict]:
         """Eval mode: per item, the ids and sentence (what evaluation writes next to its result)."""
@@ -123,5 +133,5 @@ class RefCOCODataset(GroundingDataset):
         for i in range(len(self.items)):
             it = self.items[i]
             out.append({"key": self.item_key(i), "image_id": it["image"]["id"], "ref_id": it["objects"][0]["ref_id"],
-                        "sentence": it["objects"][0]["sentences"][0]})
+                        "ann_id": it["objects"][0]["ann_id"], "sentence": it["objects"][0]["sentences"][0]})
         return out

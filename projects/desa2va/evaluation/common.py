@@ -1,12 +1,17 @@
 """What every evaluation script shares: distributed set-up, model loading, the shard/merge loop with a
-progress bar, outputs (`results.jsonl`, `metrics.json`) and the summary table."""
+progress bar, the ground-truth audit, outputs (`results.jsonl`, `metrics.json`) and the summary table.
+
+Scales: `results.jsonl` holds per-sample values as fractions (1.0 = perfect: J, F, A, R, iou);
+`metrics.json` holds every summary score x100 (`percent`), as the papers and the official toolkits print
+them, and counts as integers."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Sequence
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -82,14 +87,42 @@ class Progress:
 
 
 def run_and_merge(keys: Sequence[str], evaluate: Callable[[str], Dict[str, Any]], work_dir: str, rank: int,
-                  world: int, resume: bool, desc: str, finish: Callable[[], None] = None) -> List[Dict[str, Any]]:
-    """Every rank evaluates its shard (then runs `finish`, e.g. waits for its file writes); rank 0 returns
-    the merged records (others return [])."""
+                  world: int, resume: bool, desc: str, all_ranks: bool = False) -> List[Dict[str, Any]]:
+    """Every rank evaluates its shard; rank 0 (every rank with `all_ranks`) returns the merged records,
+    the others []."""
     run_shard(keys, evaluate, work_dir, rank, world, resume=resume, on_progress=Progress(rank, desc))
-    if finish is not None:
-        finish()
     barrier()
-    return merge(work_dir, keys) if rank == 0 else []
+    return merge(work_dir, keys) if rank == 0 or all_ranks else []
+
+
+def percent(x: float) -> float:
+    """A fraction as metrics.json reports it (x100)."""
+    return 100.0 * float(x)
+
+
+class GroundTruthError(RuntimeError):
+    """A benchmark whose ground truth is empty for every sample: its scores would mean nothing."""
+
+
+def audit_ground_truth(entries: Sequence[Tuple[str, Sequence[str], Optional[bool]]], source: str,
+                       what: str = "expressions") -> Dict[str, List[str]]:
+    """Before anything is scored: `entries` = (sample key, the keys looked up in `source`, has_target:
+    True | False (empty on every frame) | None (a key absent from `source`)). Warns naming the samples
+    whose ground truth is empty or absent; raises `GroundTruthError`, naming `source` and the keys tried,
+    when no sample has any. Returns {'empty': [...], 'absent': [...]}, sorted."""
+    empty = sorted(k for k, _, t in entries if t is False)
+    absent = sorted(k for k, _, t in entries if t is None)
+    if entries and len(empty) + len(absent) == len(entries):
+        tried = "; ".join(f"{k} -> {list(keys)}" for k, keys, _ in list(entries)[:5])
+        raise GroundTruthError(
+            f"the ground truth of every one of the {len(entries)} {what} is empty or absent in {source} "
+            f"({len(absent)} with keys not in the file, {len(empty)} empty on every frame); keys tried: {tried}"
+            f"{' ...' if len(entries) > 5 else ''}. The scores would mean nothing: check the file and how it is keyed.")
+    for names, why in ((empty, "have empty ground truth on every frame"), (absent, f"have keys absent from {source}")):
+        if names:
+            warnings.warn(f"{len(names)} of {len(entries)} {what} {why} (scored as they are, counted in "
+                          f"metrics.json): {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}", stacklevel=2)
+    return {"empty": empty, "absent": absent}
 
 
 def first_mask(model, question: str, rec: Dict[str, Any], **media):

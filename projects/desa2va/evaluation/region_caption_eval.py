@@ -5,9 +5,14 @@
 
 `A.json` is COCO-style: `images` (`id`, `file_name`) and `annotations` (`id`, `image_id`, `caption`, and
 `segmentation` (polygons or RLE) or `bbox` [x, y, w, h], which becomes a rectangle mask). Each region is
-given to the model as `region1 <vp>...</vp>` and its answer is scored against the caption with METEOR
-and CIDEr (`pycocoevalcap`, optional: without it the summary says the caption metrics were skipped and
-why; the answers are still written). The answer is used verbatim: no word is deleted from it.
+given to the model as `region1 <vp>...</vp>` and its answer is scored against the caption(s) of its
+annotation id as GLaMM's / Sa2VA's `metrics_region_cap.py` does (COCOEvalCap): `Bleu_4`, `ROUGE_L`,
+`CIDEr`, `METEOR`, `SPICE` with pycocoevalcap's scorers (METEOR and SPICE need Java, SPICE also Stanford
+CoreNLP jars that are never downloaded here: `caption_skipped` says which were skipped and why). The
+answer is used verbatim: no word is deleted from it (Sa2VA's post-processing deleted every "is").
+
+Outputs in `--work_dir`: `results.jsonl` (`key` = annotation id, `image_id`, `answer`, `reference`,
+`error`); `metrics.json`: the caption scores x100, `caption_tokenizer`, `caption_skipped`, counts.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import numpy as np  # noqa: E402
 from projects.desa2va.common.masks import decode_segmentation  # noqa: E402
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
-                                                parse_overrides, print_table, run_and_merge,
+                                                parse_overrides, percent, print_table, run_and_merge,
                                                 write_outputs)
 from projects.desa2va.evaluation.metrics import caption_metrics  # noqa: E402
 
@@ -72,10 +77,11 @@ def main(argv=None) -> dict:
     if rank != 0:
         return {}
     metrics = {"num_regions": len(records), "num_failed": sum(1 for r in records if "error" in r)}
-    metrics.update(caption_metrics({r["key"]: anns[r["key"]]["caption"] for r in records},
-                                   {r["key"]: r.get("answer", "") for r in records}))
+    scores = caption_metrics({r["key"]: [anns[r["key"]]["caption"]] for r in records},
+                             {r["key"]: r.get("answer", "") for r in records})
+    metrics.update({k: percent(v) if isinstance(v, float) else v for k, v in scores.items()})
     write_outputs(a.work_dir, records, metrics)
-    print_table(f"region captions ({a.annotation_file})", metrics)
+    print_table(f"region captions ({a.annotation_file})", {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     return metrics
 
 

@@ -7,7 +7,11 @@
 "Answer with the option's letter.") and scored by the first option letter of the answer; otherwise by
 exact match after normalisation (lower case, punctuation and articles removed). Videos are read with
 decord (`--num_frames` uniformly sampled segments). LLaVA-format files (human/gpt conversations, the
-first answer being the reference) are accepted too. One result per question in `results.jsonl`.
+first answer being the reference) are accepted too.
+
+Outputs in `--work_dir`: `results.jsonl`, one line per question (`key` = id, `question`, `answer`,
+`reference`, `correct`, `error`); `metrics.json`: `accuracy` x100 (a failed question counts as wrong) and
+counts.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ if __package__ in (None, ""):
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.video_io import open_video, read_frames, segment_indices  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
-                                                parse_overrides, print_table, run_and_merge,
+                                                parse_overrides, percent, print_table, run_and_merge,
                                                 write_outputs)
 
 LETTERS = string.ascii_uppercase
@@ -99,7 +103,7 @@ def main(argv=None) -> dict:
                             desc="vqa")
     if rank != 0:
         return {}
-    metrics = {"accuracy": sum(r.get("correct", False) for r in records) / max(len(records), 1),
+    metrics = {"accuracy": percent(sum(r.get("correct", False) for r in records) / max(len(records), 1)),
                "num_samples": len(records), "num_failed": sum(1 for r in records if "error" in r)}
     write_outputs(a.work_dir, records, metrics)
     print_table(f"VQA ({a.data_file})", metrics)
