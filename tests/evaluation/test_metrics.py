@@ -106,6 +106,14 @@ def test_boundary_f_cases():
     assert 0 < boundary_f_measure(shifted, obj) < 1
 
 
+def test_boundary_f_one_boundary_pixel():
+    """A pixel in the top-left corner has a boundary of one pixel (no north or west neighbour)."""
+    corner, empty = box(20, 20, 0, 1, 0, 1), np.zeros((20, 20), bool)
+    assert seg2bmap(corner).sum() == 1
+    assert boundary_f_measure(empty, corner) == 0.0 and boundary_f_measure(corner, empty) == 0.0
+    assert boundary_f_measure(corner, corner) == 1.0
+
+
 def test_boundary_f_zero_and_pixel_tolerance():
     a, b = box(40, 60, 0, 3, 0, 3), box(40, 60, 30, 33, 50, 53)   # far apart: no boundary pixel matches
     assert boundary_f_measure(a, b) == 0.0
@@ -180,6 +188,10 @@ def test_revos_accuracy_and_robustness():
     assert robustness([box(4, 5, 0, 1, 0, 1)], [none], [1]) == pytest.approx(1e-6, rel=1e-3)  # not clipped: 1 - 1/1.000001
     with pytest.raises(ValueError, match=r"^2 predicted frames for 1 ground-truth frames$"):
         robustness(p, g, [10])
+    with pytest.raises(ValueError, match=r"^1 predicted frames for 2 ground-truth frames$"):
+        robustness(p[:1], g, [10, 8])
+    with pytest.raises(ValueError, match=r"^2 predicted frames for 1 ground-truth frames$"):
+        robustness(p, g[:1], [10, 8])
     with pytest.raises(ValueError, match="2 predicted frames for 1"):
         pixel_accuracy(p, g[:1])
 
@@ -343,7 +355,9 @@ def test_caption_metrics_hand_worked(no_java, capsys):
                               {"a": "one two three four", "b": "x y z w"})
     assert short["Bleu_4"] == pytest.approx(math.exp(1 - 12 / 8), rel=1e-6)
     # a missing prediction is an empty caption
-    assert M.caption_metrics(CAPS_GT, {"b": "dogs run in the park"})["ROUGE_L"] == pytest.approx(0.5)
+    missing = M.caption_metrics(CAPS_GT, {"b": "dogs run in the park"})
+    assert missing == M.caption_metrics(CAPS_GT, {"a": "", "b": "dogs run in the park"})
+    assert missing["ROUGE_L"] == pytest.approx(0.5)
     assert m["caption_tokenizer"] == "python (Java not found: PTBTokenizer needs it)"
     assert m["caption_skipped"] == {"METEOR": "needs Java (the METEOR 1.5 jar), and no `java` is on PATH",
                                     "SPICE": "needs Java, and no `java` is on PATH"}
@@ -364,8 +378,13 @@ def test_caption_metrics_with_java():
                           {"a": "A man rides a horse.", "b": "Two dogs play in the snow."})
     assert m["caption_tokenizer"] == "PTBTokenizer" and m["METEOR"] == 1.0 and m["Bleu_4"] == pytest.approx(1.0)
     assert m["CIDEr"] == pytest.approx(10.0)
-    assert set(m["caption_skipped"]) == {"SPICE"} and "stanford-corenlp-3.6.0.jar, stanford-corenlp-3.6.0-models.jar" \
-        in m["caption_skipped"]["SPICE"] and "nothing downloads at run time" in m["caption_skipped"]["SPICE"]
+    import pycocoevalcap
+
+    lib = f"{list(pycocoevalcap.__path__)[0]}/spice/lib"
+    assert m["caption_skipped"] == {"SPICE": f"needs stanford-corenlp-3.6.0.jar, stanford-corenlp-3.6.0-models.jar in {lib} "
+                                             "(pycocoevalcap would download them; nothing downloads at run time)"}
+    # java=None: as without Java, whatever PATH holds
+    assert M.caption_metrics({"a": ["x y"]}, {"a": "x y"}, java=None)["caption_tokenizer"].startswith("python")
     half = M.caption_metrics({"a": ["A man rides a horse."], "b": ["Two dogs play in the snow."]},
                              {"a": "A man rides a horse.", "b": "A cat sleeps."})
     assert half["METEOR"] == pytest.approx(0.49438202247191015, abs=1e-12)  # the METEOR 1.5 jar, run directly

@@ -98,6 +98,26 @@ def test_resume_with_another_world_size_and_foreign_results(tmp_path):
     assert run_shard(KEYS, fake_eval, wd, 0, 1, resume=True) == 0  # nothing left to do
 
 
+def test_torn_lines_anywhere_are_skipped_and_dropped(tmp_path):
+    (tmp_path / "partial").mkdir()
+    path = tmp_path / "partial" / "rank0.jsonl"
+    path.write_text(json.dumps({"key": KEYS[0], "iou": 1}) + '\n{"key": "x' + "\n" + json.dumps({"key": KEYS[1], "iou": 2}))
+    assert set(read_partials(str(tmp_path))) == {KEYS[0], KEYS[1]}
+    run_shard(KEYS, fake_eval, str(tmp_path), 0, 1, resume=True)
+    recs = lines(path)
+    assert [r["key"] for r in recs[:2]] == KEYS[:2] and len(recs) == len(KEYS)
+
+
+def test_merge_names_at_most_five_keys(tmp_path):
+    keys = [f"k{i}" for i in range(8)]
+    run_shard(keys[:1], lambda k: {}, str(tmp_path), 0, 1)
+    with pytest.raises(RuntimeError, match=r"^7 of 8 samples .*\(first: \['k1', 'k2', 'k3', 'k4', 'k5'\]\)"):
+        merge(str(tmp_path), keys)
+    run_shard(keys, lambda k: {}, str(tmp_path), 0, 1)
+    with pytest.raises(RuntimeError, match=r"^7 results .*\(first: \['k1', 'k2', 'k3', 'k4', 'k5'\]\)"):
+        merge(str(tmp_path), keys[:1])
+
+
 def test_read_partials_first_record_wins_and_other_files_are_ignored(tmp_path):
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "rank0.jsonl").write_text(json.dumps({"key": "a", "v": 0}) + "\nnot json\n")

@@ -70,7 +70,7 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
     b = (seg ^ e) | (seg ^ s) | (seg ^ se)
     b[-1, :] = seg[-1, :] ^ e[-1, :]
     b[:, -1] = seg[:, -1] ^ s[:, -1]
-    b[-1, -1] = False
+    b[-1, -1] = 0
     return b
 
 
@@ -85,19 +85,16 @@ def boundary_f_measure(pred: np.ndarray, gt: np.ndarray, tolerance: float = BOUN
     _same_shape(pred, gt)
     radius = tolerance if tolerance >= 1 else math.ceil(tolerance * np.linalg.norm(pred.shape))
     fg, gb = seg2bmap(pred), seg2bmap(gt)
-    kernel = disk(int(radius))
-    fg_dil = cv2.dilate(fg.astype(np.uint8), kernel) > 0
-    gt_dil = cv2.dilate(gb.astype(np.uint8), kernel) > 0
     n_fg, n_gt = int(fg.sum()), int(gb.sum())
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        precision = float((fg & gt_dil).sum()) / n_fg
-        recall = float((gb & fg_dil).sum()) / n_gt
+    if n_fg == 0 or n_gt == 0:
+        # the toolkit's conventions: both empty P = R = 1 (F = 1); one empty, P = 1 and R = 0 or P = 0 and
+        # R = 1 (F = 0)
+        return float(n_fg == n_gt)
+    kernel = disk(int(radius))
+    fg_dil = cv2.dilate(fg.view(np.uint8), kernel) > 0
+    gt_dil = cv2.dilate(gb.view(np.uint8), kernel) > 0
+    precision = float((fg & gt_dil).sum()) / n_fg
+    recall = float((gb & fg_dil).sum()) / n_gt
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
@@ -195,10 +192,10 @@ def word_f1(a: str, b: str) -> float:
     """Bag-of-words F1 between two phrases (lower-cased, punctuation stripped); a model-free phrase
     similarity for `gcg_recall` when no BERT model is given."""
     ta, tb = re.findall(r"\w+", a.lower()), re.findall(r"\w+", b.lower())
-    if not ta or not tb:
-        return float(ta == tb)
+    if ta == tb:  # identical, or both without words
+        return 1.0
     common = sum(min(ta.count(w), tb.count(w)) for w in set(ta))
-    if common == 0:
+    if common == 0:  # also when one side has no words
         return 0.0
     p, r = common / len(ta), common / len(tb)
     return 2 * p * r / (p + r)
