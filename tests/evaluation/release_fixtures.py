@@ -51,7 +51,8 @@ def davis(root):
     """`davis17/`: meta_expressions/valid/meta_expressions.json (obj_id only, no anno_id), valid/mask_dict.pkl
     keyed by the running counter (videos sorted, expression ids sorted), valid/JPEGImages."""
     videos = {  # json order is not sorted order; bear's frames are listed out of order
-        "zebra": (["00000", "00001", "00002"], {"1": ("the zebra behind", "2", (20, 30)), "0": ("the zebra in front", "1", (2, 4))}),
+        "zebra": (["00000", "00001", "00002"], {"1": ("the zebra behind", "2", (20, 30)),
+                                                "0": ("the zebra in front", "1", (2, 4))}),
         "bear": (["00010", "00000", "00005"], {"0": ("the brown bear", "1", (5, 8))}),
     }
     meta, mask_dict, gt, counter = {"videos": {}}, {}, {}, 0

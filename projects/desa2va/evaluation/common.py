@@ -100,6 +100,11 @@ def percent(x: float) -> float:
     return 100.0 * float(x)
 
 
+def percents(scores: Dict[str, Any]) -> Dict[str, Any]:
+    """The float entries of a metrics dict x100, the others (notes, counts) as they are."""
+    return {k: percent(v) if isinstance(v, float) else v for k, v in scores.items()}
+
+
 class GroundTruthError(RuntimeError):
     """A benchmark whose ground truth is empty for every sample: its scores would mean nothing."""
 

@@ -44,7 +44,7 @@ from projects.desa2va.common.masks import decode_segmentation, encode_rle, segme
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.gcg import GCG_QUESTIONS  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, audit_ground_truth, init_distributed,  # noqa: E402
-                                                load_model, parse_overrides, percent, print_table,
+                                                load_model, parse_overrides, percent, percents, print_table,
                                                 run_and_merge, write_outputs)
 from projects.desa2va.evaluation.metrics import (BertSimilarity, caption_metrics, gcg_miou, gcg_recall,  # noqa: E402
                                                  mask_ap50, word_f1)
@@ -145,7 +145,7 @@ def main(argv=None) -> dict:
         warnings.warn(metrics["recall_note"])
     caps_out = caption_metrics({k: gt_captions.get(k, [""]) for k in keys},
                                {r["key"]: r.get("caption", "") for r in records})
-    metrics.update({k: percent(v) if isinstance(v, float) else v for k, v in caps_out.items()})
+    metrics.update(percents(caps_out))
     write_outputs(work_dir, records, metrics)
     print_table(f"GCG {a.split} ({work_dir})", {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))})
     return metrics

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from projects.desa2va.common.masks import decode_segmentation  # noqa: E402
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
-                                                parse_overrides, percent, print_table, run_and_merge,
+                                                parse_overrides, percents, print_table, run_and_merge,
                                                 write_outputs)
 from projects.desa2va.evaluation.metrics import caption_metrics  # noqa: E402
 
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     metrics = {"num_regions": len(records), "num_failed": sum(1 for r in records if "error" in r)}
     scores = caption_metrics({r["key"]: [anns[r["key"]]["caption"]] for r in records},
                              {r["key"]: r.get("answer", "") for r in records})
-    metrics.update({k: percent(v) if isinstance(v, float) else v for k, v in scores.items()})
+    metrics.update(percents(scores))
     write_outputs(a.work_dir, records, metrics)
     print_table(f"region captions ({a.annotation_file})", {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     return metrics
