@@ -210,13 +210,21 @@ def test_revos_types_accuracy_and_robustness_on_the_foreground_file(tmp_path, mo
     assert any(q.startswith("which object would you sit on in video 0?") for q in model.questions)
 
 
-def test_revos_without_the_foreground_file_is_refused(tmp_path, model_dir, capsys, run):
+def test_revos_foreground_file_is_required_and_overridable(tmp_path, model_dir, capsys, run):
     root = tmp_path / "revos"
-    rf.revos(root)
-    os.remove(root / "mask_dict_foreground.json")
+    gt, _ = rf.revos(root)
+    os.rename(root / "mask_dict_foreground.json", root / "fg.json")
+    argv = ["--model_path", model_dir, "--dataset", "REVOS", "--data_root", str(root), "--work_dir", str(tmp_path / "o")]
     with pytest.raises(SystemExit):
-        run(ref_vos_eval, {}, ["--model_path", model_dir, "--dataset", "REVOS", "--data_root", str(root)])
+        run(ref_vos_eval, {}, argv)
     assert f"not found: {root / 'mask_dict_foreground.json'}" in capsys.readouterr().err
+    preds = {text: m for text, m, _ in gt.values()}
+    m, _ = run(ref_vos_eval, video_script(preds), argv + ["--foreground_file", "fg.json"])
+    assert m["overall/R"] == 100.0
+    m, _ = run(ref_vos_eval, video_script(preds), argv + ["--foreground_file", "none"])  # no R, the rest stays
+    assert "overall/R" not in m and m["overall/A"] == 100.0 and m["overall/J&F"] == 100.0
+    with pytest.raises(SystemExit):  # R is ReVOS's
+        run(ref_vos_eval, {}, ["--model_path", model_dir, "--dataset", "MEVIS_U", "--foreground_file", "fg.json"])
 
 
 def check_submission(zip_path, exps, preds, tmp_path):

@@ -58,7 +58,8 @@ class RefVOSDataset(GroundingDataset):
         items = []
         for vid, v in videos.items():
             exps = []
-            for exp_id, e in sorted(v["expressions"].items()):  # ids sorted as strings, as the official readers
+            # evaluation: ids sorted as strings, as the official readers do (training draws them at random)
+            for exp_id, e in (sorted(v["expressions"].items()) if mode == "eval" else v["expressions"].items()):
                 type_id = int(e.get("type_id", 0))
                 if mode == "train" and skip_no_target and type_id == 2:
                     continue
