@@ -259,6 +259,22 @@ def test_server_submission_layout(tmp_path, model_dir, dataset, run):
     check_submission(m["submission"], exps, preds, tmp_path)
 
 
+def test_submission_from_two_processes(tmp_path, model_dir):
+    """torchrun, 2 processes (gloo): each writes its share of the videos, rank 0 checks and zips."""
+    root = tmp_path / "valid"
+    exps = rf.mevis_valid(root)
+    rng = np.random.default_rng(1)
+    preds = {text: rng.random((len(frames), rf.H, rf.W)) < 0.3 for text, frames in exps.values()}
+    (tmp_path / "script.json").write_text(json.dumps(video_script(preds)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           os.path.join(ROOT, "tests/evaluation/scripted.py"), str(tmp_path / "script.json"), "ref_vos_eval",
+           "--model_path", model_dir, "--dataset", "MEVIS", "--data_root", str(root), "--work_dir", str(tmp_path / "o")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(os.listdir(tmp_path / "o" / "partial")) == 2
+    check_submission(tmp_path / "o" / "submission.zip", exps, preds, tmp_path)
+
+
 def test_submission_refused_when_frames_cannot_be_read(tmp_path, model_dir, run):
     from projects.desa2va.evaluation.submission import SubmissionError
 
