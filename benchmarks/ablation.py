@@ -54,7 +54,7 @@ STAGE2 = os.path.join(common.ROOT, "configs", "desa2va_tiny.py")
 
 # name -> (what it is, starts from stage 1, stage-2 --cfg-options)
 TRAINED: Dict[str, tuple] = {
-    "sa2va": ("Sa2VA baseline (decouple off)", False, {"model.mode": "sa2va"}),
+    "sa2va": ("Sa2VA baseline (decouple off)", False, {"model.decouple": False}),
     "desa2va": ("DeSa2VA, full", True, {}),
     "no_text_pretrain": ("no text pre-training (D_txt from SAM-2)", False, {}),
     "fusion_pixel_gate": ("fusion = pixel_gate", True, {"model.fusion": "pixel_gate"}),
@@ -92,9 +92,7 @@ def sam_size_options(size: int, stage: int) -> List[str]:
     """Run the tiny SAM-2 at `size` px (0: the configs' 256): the model and every dataset of the stage."""
     if not size:
         return []
-    data = ["train_dataloader.dataset.datasets.0.dataset.sam_size"] if stage == 1 else [
-        f"train_dataloader.dataset.datasets.{i}.sam_size" for i in (0, 1)]
-    return [f"model.grounding.image_size={size}"] + [f"{k}={size}" for k in data]
+    return [f"model.grounding.image_size={size}", f"train_dataloader.dataset.common.sam_size={size}"]
 
 
 def run_stage1(work: str, seed: int, iters: int, a) -> None:

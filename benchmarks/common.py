@@ -222,38 +222,45 @@ def ensure_tiny_pretrained(workspace: str = ROOT) -> str:
     return folder
 
 
+ARM_SWITCHES = {"desa2va": dict(decouple=True), "sa2va": dict(decouple=False)}
+
+
 def model_config(cfg, mode: Optional[str], random_init: bool, tmp: str, **overrides) -> Dict[str, Any]:
-    """The config's model dict for `mode` ('desa2va' | 'sa2va'; None keeps the config's), with weights from
-    the files it names, or, with `random_init`, the same architecture with random weights (no files read:
-    no stage-1 hand-off, no SAM-2 checkpoint)."""
+    """The config's model dict for the arm `mode` ('desa2va' | 'sa2va': decouple on / off; None keeps the
+    config's), with weights from the files it names, or, with `random_init`, the same architecture with
+    random weights (no files read: no stage-1 hand-off, no SAM-2 checkpoint). A benchmark measures speed:
+    the D_txt initialisation does not matter, so no stage-1 teacher and align_weight 0."""
     m = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model))
-    m.pop("type", None)
-    if mode is not None and mode != m.get("mode"):
-        m["mode"] = mode
-        if mode == "sa2va":
-            for k in ("stage1_checkpoint", "sa2va_init"):
+    if mode is not None:
+        m.update(ARM_SWITCHES[mode])
+        if not m["decouple"]:
+            for k in ("stage1_checkpoint", "sa2va_init", "visual_proj", "align_weight"):
                 m.pop(k, None)
-            m["visual_proj"] = "linear"
     if random_init:
         m["mllm"]["model_path"] = random_init_folder(m["mllm"]["model_path"], tmp)
         m["mllm"]["load_weights"] = False
         m["grounding"]["checkpoint"] = None
-        m["stage1_checkpoint"] = None
         m.pop("sa2va_init", None)
-    elif m.get("stage1_checkpoint") and not os.path.exists(m["stage1_checkpoint"]):
-        m["stage1_checkpoint"] = None  # a benchmark measures speed: the D_txt init does not matter
+    if m.get("stage1_checkpoint") and (random_init or not os.path.exists(m["stage1_checkpoint"])):
+        m["stage1_checkpoint"] = None
+        m["align_weight"] = 0.0
     m.update(overrides)
-    if m.get("mode") != "desa2va":
-        m.pop("stage1_checkpoint", None)
     return m
 
 
 def build_model(cfg, mode: Optional[str], random_init: bool, tmp: str, workspace: str = ROOT, **overrides):
-    """The model; the config's relative paths (pretrained/...) are read under `workspace`."""
-    from projects.desa2va.models.desa2va import DeSa2VAModel
+    """The model; the config's relative paths (pretrained/...) are read under `workspace`. Without a stage-1
+    teacher the decoupled arm still computes the alignment term (weight builder.ALIGN_WEIGHT against the
+    untrained W_rt), so that its cost is measured; only timing, never a result, comes from such a model."""
+    import dataclasses
+
+    from projects.desa2va.models.builder import ALIGN_WEIGHT, build_model as build
 
     with _cwd(workspace):
-        return DeSa2VAModel(**model_config(cfg, mode, random_init, tmp, **overrides))
+        model = build(model_config(cfg, mode, random_init, tmp, **overrides))
+    if model.stage == 2 and model.decouple and model.weights.align == 0 and "align_weight" not in overrides:
+        model.weights = dataclasses.replace(model.weights, align=ALIGN_WEIGHT)
+    return model
 
 
 def add_common_args(p, name: str) -> None:

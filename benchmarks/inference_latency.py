@@ -34,11 +34,14 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import projects.desa2va.inference.video as video_inference  # noqa: E402
+from projects.desa2va.inference.video import predict_video  # noqa: E402
+
 QUESTION = "Please segment the man."
 ANSWER = "Sure, [SEG]."
 EXTRA_QUESTIONS = ["Please segment the woman in red.", "Please segment the dog.", "Please segment the white car.",
                    "Please segment the tree on the left."]
-MODES = {"desa2va": dict(mode="desa2va", reprompt_iters=1),
+MODES = {"desa2va": dict(mode="desa2va", reprompt_iters=1),  # mode: the arm (common.ARM_SWITCHES)
          "desa2va_no_reprompt": dict(mode="desa2va", reprompt_iters=0),
          "sa2va": dict(mode="sa2va", reprompt_iters=0)}
 
@@ -91,7 +94,7 @@ def clip(n: int, w: int = 854, h: int = 480, seed: int = 0) -> List[np.ndarray]:
 def profiled_query(model, frames, device) -> Dict[str, float]:
     timer = common.ExclusiveTimer(device)
     g = model.grounding
-    timer.on_function(model, "_generate", "MLLM (tiles, prefill, decoding)")
+    timer.on_function(video_inference, "generate_answer", "MLLM (tiles, prefill, decoding)")
     timer.on_function(g, "encode_frames", "SAM-2 image encoder")
     timer.on_function(model, "decode_objects", "decoders (+ reprompt)")
     timer.on_function(g, "propagate", "video state (propagation)")
@@ -99,7 +102,7 @@ def profiled_query(model, frames, device) -> Dict[str, float]:
         timer.active = True
         t0 = common.now(device)
         timer.push("other (preprocessing)")
-        model.predict_video([QUESTION], frames)
+        predict_video(model, [QUESTION], frames)
         timer.pop()
         total = common.now(device) - t0
     finally:
@@ -128,15 +131,15 @@ def measure_mode(cfg, name: str, args, tmp: str, device) -> Dict[str, Any]:
     res: Dict[str, Any] = {"mode": name, **MODES[name]}
     # per query: 5 frames, all key frames
     q_frames = clip(5)
-    model.predict_video([QUESTION], q_frames)  # warm-up
+    predict_video(model, [QUESTION], q_frames)  # warm-up
     common.reset_peak_memory(device)
     times = []
     for _ in range(args.repeats):
         t0 = common.now(device)
-        out = model.predict_video([QUESTION], q_frames)
+        out = predict_video(model, [QUESTION], q_frames)
         times.append(common.now(device) - t0)
     encoded[0] = 0
-    model.predict_video([QUESTION], q_frames)
+    predict_video(model, [QUESTION], q_frames)
     query_encoded = encoded[0]
     if out[0]["text"] != ANSWER or len(out[0]["masks"]) != 1:
         raise AssertionError(f"{name}: the forced answer did not come out: {out[0]['text']!r}")
@@ -166,7 +169,7 @@ def measure_mode(cfg, name: str, args, tmp: str, device) -> Dict[str, Any]:
         encoded[0] = 0
         t0 = common.now(device)
         try:
-            outs = model.predict_video(questions, frames)
+            outs = predict_video(model, questions, frames)
         finally:
             g.propagate = orig
         total = common.now(device) - t0

@@ -116,7 +116,7 @@ def build_optim(model, cfg):
 
 
 def train_step(model, optim, data) -> Dict[str, float]:
-    model._text_cache.clear()
+    model.text_encoder.cache.clear()
     with optim.optim_context(model):
         losses = model(data, mode="loss")
     loss = sum(v for v in losses.values())
@@ -126,7 +126,7 @@ def train_step(model, optim, data) -> Dict[str, float]:
 
 def profile_step(model, optim, data, device) -> Dict[str, float]:
     """One step with the forward split by component (seconds)."""
-    import projects.desa2va.models.desa2va as dm
+    import projects.desa2va.models.objectives as dm
 
     timer = common.ExclusiveTimer(device)
     mllm, g = model.mllm, model.grounding
@@ -137,11 +137,11 @@ def profile_step(model, optim, data, device) -> Dict[str, float]:
     timer.on_function(g, "encode_frames", "SAM-2 image encoder")
     timer.on_function(g, "decode", "decoders")
     for mod in ("seg_proj", "decoupler", "fusion", "real_text_proj"):
-        if hasattr(model, mod):
-            timer.on_module(getattr(model, mod), "decoders")
-    for fn in ("sample_logits_and_targets", "sigmoid_bce", "dice_loss", "focal_loss", "iou_prediction_loss"):
+        if hasattr(model.head, mod):
+            timer.on_module(getattr(model.head, mod), "decoders")
+    for fn in ("sample_logits_and_targets", "sigmoid_bce", "dice_loss", "focal_loss", "iou_prediction_loss"):  # as imported there
         timer.on_function(dm, fn, "losses")
-    model._text_cache.clear()
+    model.text_encoder.cache.clear()
     try:
         timer.active = True
         t0 = common.now(device)
@@ -168,7 +168,7 @@ def profile_step(model, optim, data, device) -> Dict[str, float]:
 def step_flops(model, optim, data) -> int:
     with common.gradient_checkpointing_off(model):
         def fwd_bwd():
-            model._text_cache.clear()
+            model.text_encoder.cache.clear()
             with optim.optim_context(model):
                 losses = model(data, mode="loss")
             sum(v for v in losses.values()).backward()

@@ -1,11 +1,9 @@
 # DeSa2VA-1B stage 1: text pre-training of the SAM-2 text-aware decoder and Linear(Real-Text).
-from projects.desa2va.config_builders import dataloader, model_cfg, text_pretrain_mix
-
-_base_ = ["_base_/runtime.py", "_base_/schedule.py"]
+#   bash tools/dist.sh train configs/desa2va_text_pretrain_1b.py 8
+_base_ = ["_base_/models/text_pretrain.py", "_base_/datasets/text_pretrain_mix.py", "_base_/schedules/sa2va.py",
+          "_base_/runtime.py"]
 
 mllm_path = "pretrained/InternVL2_5-1B"
-model = model_cfg(mllm_path, mode="text_pretrain", num_text_points=3, point_drop_prob=0.5, focal_weight=20.0,
-                  pretrain_dice_weight=1.0, iou_weight=1.0)
-train_dataloader = dataloader(text_pretrain_mix(mllm_path), batch_size=8)
+model = dict(mllm=dict(model_path=mllm_path))
+train_dataloader = dict(dataset=dict(common=dict(model_path=mllm_path)))
 optim_wrapper = dict(optimizer=dict(lr=1e-4), accumulative_counts=1)
-del dataloader, model_cfg, text_pretrain_mix

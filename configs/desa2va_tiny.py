@@ -2,34 +2,25 @@
 #   python tools/make_tiny_pretrained.py --out pretrained/tiny
 #   python tools/make_synthetic_data.py --out data/synthetic
 #   python tools/train.py configs/desa2va_tiny.py
-from projects.desa2va.config_builders import dataloader, model_cfg, warmup_cosine
+# Its Sa2VA control arm: configs/sa2va_tiny.py (= this file with model.decouple=False).
+from projects.desa2va.config_builders import warmup_cosine
 
-_base_ = ["_base_/tiny.py"]
+_base_ = ["_base_/models/desa2va.py", "_base_/datasets/synthetic.py", "_base_/schedules/tiny.py"]
 
 pretrained = "pretrained/tiny"
-data = "data/synthetic"
-mllm_path = pretrained + "/InternVL2_5-tiny"
-stage1_checkpoint = None  # e.g. "work_dirs/desa2va_text_pretrain_tiny"; None: text decoder from SAM-2
-
 # Tiny-model settings (measured on the synthetic benchmark, see README "Quickstart"): LoRA r 64 on the 128-d
 # LLM and lr 1e-3 (r 8 / 3e-4 did not learn which object is meant within 600 iterations). The tiny SAM-2 is
 # random-initialised: its decoder never learned dense mask prompts and its memory never learned to track
 # (SAM-2's pre-training teaches the real ones), so no reprompt refinement (it took image cIoU from 0.33 to
-# 0.05) and every frame of the 8-frame synthetic clips is a key frame (propagation took J&F from 0.36 to
-# 0.23). Two image batches per video batch: image training transfers to the clips (CALIBRATION.md).
-model = model_cfg(mllm_path, mode="desa2va", sam2_config="sam2_tiny.yaml", sam2_checkpoint=pretrained + "/sam2_tiny.pt",
-                  stage1_checkpoint=stage1_checkpoint, torch_dtype="float32", gradient_checkpointing=False,
-                  lora=dict(r=64, lora_alpha=128, lora_dropout=0.0), num_points=1024, system_prompt=None,
-                  reprompt_iters=0, num_keyframes=8)
-common = dict(model_path=mllm_path, sam_size=256, system=None, max_length=2048)
-train_dataloader = dataloader(dict(type="MixedDataset", repeats=[2, 1], datasets=[
-    dict(type="RefCOCODataset", data_root=data + "/refcoco", image_folder=data + "/refcoco/images", split="train",
-         max_objects=2, **common),
-    dict(type="RefVOSDataset", data_root=data + "/mevis/train", num_frames=3, max_objects=2, **common),
-]), batch_size=8, num_workers=0)
+# 0.05) and every frame of the 8-frame synthetic clips is a key frame (propagation took J&F from 0.36 to 0.23).
+model = dict(mllm=dict(model_path=pretrained + "/InternVL2_5-tiny", torch_dtype="float32", gradient_checkpointing=False,
+                       lora=dict(r=64, lora_alpha=128, lora_dropout=0.0)),
+             grounding=dict(model_config="sam2_tiny.yaml", checkpoint=pretrained + "/sam2_tiny.pt"),
+             stage1_checkpoint=None,  # e.g. "work_dirs/desa2va_text_pretrain_tiny"; None: D_txt from SAM-2
+             num_points=1024, system_prompt=None, reprompt_iters=0, num_keyframes=8)
 max_iters = 1000
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 train_cfg = dict(max_iters=max_iters)
 param_scheduler = warmup_cosine(max_iters, 30)
 default_hooks = dict(checkpoint=dict(interval=500))
-del dataloader, model_cfg, warmup_cosine
+del warmup_cosine

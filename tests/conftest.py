@@ -74,19 +74,31 @@ def image_prompt(mllm, question="Please segment the red circle.", answer="Sure, 
     return ids, labels
 
 
+ARMS = {"desa2va": dict(stage=2, decouple=True), "sa2va": dict(stage=2, decouple=False),
+        "text_pretrain": dict(stage=1)}
+
+
+def tiny_model_cfg(tiny_mllm_path, tiny_sam2_ckpt, arm="desa2va", lora=None, **kwargs):
+    """The model config of `arm` on the tiny stand-ins (stage-2 defaults: no system prompt)."""
+    if arm != "text_pretrain":
+        kwargs.setdefault("system_prompt", None)
+    mllm = dict(model_path=tiny_mllm_path)
+    if lora:
+        mllm["lora"] = lora
+    return dict(ARMS[arm], mllm=mllm, grounding=dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt),
+                **kwargs)
+
+
 @pytest.fixture
 def make_model(tiny_mllm_path, tiny_sam2_ckpt):
-    """DeSa2VAModel on the tiny stand-ins (LoRA r=8, 1024 loss points, no system prompt)."""
-    from projects.desa2va.models.desa2va import DeSa2VAModel
+    """make_model(arm) on the tiny stand-ins through the builder (LoRA r=8, 1024 loss points, no system prompt)."""
+    from projects.desa2va.models.builder import build_model
 
-    def make(mode="desa2va", seed=0, lora=True, **kwargs):
+    def make(arm="desa2va", seed=0, lora=True, **kwargs):
         torch.manual_seed(seed)
         kwargs.setdefault("num_points", 1024)
-        kwargs.setdefault("system_prompt", None)
-        return DeSa2VAModel(
-            mllm=dict(model_path=tiny_mllm_path,
-                      lora=dict(r=8, lora_alpha=16, lora_dropout=0.0) if lora and mode != "text_pretrain" else None),
-            grounding=dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt), mode=mode, **kwargs)
+        lora_cfg = dict(r=8, lora_alpha=16, lora_dropout=0.0) if lora and arm != "text_pretrain" else None
+        return build_model(tiny_model_cfg(tiny_mllm_path, tiny_sam2_ckpt, arm, lora_cfg, **kwargs))
     return make
 
 
@@ -144,28 +156,26 @@ def iou(a, b):
 
 @pytest.fixture(scope="session")
 def save_tiny_model(tiny_mllm_path, tiny_sam2_ckpt):
-    """save_tiny_model(folder, **kwargs) writes an untrained tiny DeSa2VAModel with save_pretrained."""
-    from projects.desa2va.models.desa2va import DeSa2VAModel
+    """save_tiny_model(folder, arm='desa2va', **kwargs) writes an untrained tiny model with save_pretrained."""
+    from projects.desa2va.models.builder import build_model
 
-    def save(folder, **kwargs):
+    def save(folder, arm="desa2va", **kwargs):
         torch.manual_seed(0)
-        kwargs.setdefault("system_prompt", None)
-        DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path), grounding=dict(model_config="sam2_tiny.yaml",
-                     checkpoint=tiny_sam2_ckpt), **kwargs).save_pretrained(str(folder))
+        build_model(tiny_model_cfg(tiny_mllm_path, tiny_sam2_ckpt, arm, **kwargs)).save_pretrained(str(folder))
         return str(folder)
     return save
 
 
 def prompt_sample(model, frames, question, masks, answer="Sure, [SEG]."):
     """One training sample whose prompt is exactly what inference builds (image: one tile; video: one tile
-    per frame, "FrameN: <image>" lines), answer `answer`, masks (n_obj, T, H, W)."""
+    per frame, one <image> per frame joined by newlines), answer `answer`, masks (n_obj, T, H, W)."""
     import numpy as np
 
-    from projects.desa2va.common.chat_template import expand_image_placeholders, generation_prompt
+    from projects.desa2va.common.chat_template import expand_image_placeholders, generation_prompt, with_media
     from projects.desa2va.common.image_processing import mllm_image_tiles, mllm_video_frames, sam2_frames
 
     n, tok, k = len(frames), model.mllm.tokenizer, model.mllm.num_image_token
-    user = "".join(f"Frame{i + 1}: <image>\n" for i in range(n)) + question if n > 1 else "<image>\n" + question
+    user = with_media(question, n)
     p = tok(generation_prompt(expand_image_placeholders(user, [k] * n), (), model.system_prompt),
             add_special_tokens=False).input_ids
     a = tok(answer + "<|im_end|>", add_special_tokens=False).input_ids
@@ -194,12 +204,11 @@ def seg_model_folder(tmp_path_factory, tiny_mllm_path, tiny_sam2_ckpt):
     """A saved tiny DeSa2VA model (save_pretrained format) trained for 40 steps (~35 s) on two shapes, as
     images and as 5-frame clips, to answer "Sure, [SEG]." to segmentation questions: inference tests,
     the demo notebook and the app get real [SEG] answers and masks from a real checkpoint folder."""
-    from projects.desa2va.models.desa2va import DeSa2VAModel
+    from projects.desa2va.models.builder import build_model
 
     torch.manual_seed(0)
-    model = DeSa2VAModel(mllm=dict(model_path=tiny_mllm_path, lora=dict(r=16, lora_alpha=32, lora_dropout=0.0)),
-                         grounding=dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt), mode="desa2va",
-                         num_points=1024, system_prompt=None)
+    model = build_model(tiny_model_cfg(tiny_mllm_path, tiny_sam2_ckpt, "desa2va",
+                                       dict(r=16, lora_alpha=32, lora_dropout=0.0), num_points=1024))
     img, circle, square = two_shapes()
     samples = [prompt_sample(model, [img], "Please segment the red circle in this image.", circle[None, None]),
                prompt_sample(model, [img], "Please segment the blue square in this image.", square[None, None]),

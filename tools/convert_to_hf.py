@@ -5,7 +5,7 @@
 CHECKPOINT: an mmengine checkpoint file, a DeepSpeed checkpoint folder (`iter_N.pth/`), or a work dir
 (its latest checkpoint).
 
-The folder loads with `DeSa2VAModel.from_pretrained(OUT)` (evaluation, inference) without the training
+The folder loads with `projects.desa2va.models.builder.load_pretrained(OUT)` (evaluation, inference) without the training
 config and without trust_remote_code. Every trainable weight must be in the checkpoint; a missing or
 unexpected key is an error naming it.
 """
@@ -22,16 +22,13 @@ def build_model(config: str, cfg_options=None, skip_stage1: bool = True):
     """The config's model as training starts it (frozen weights from the pretrained files it names); the
     stage-1 hand-off is skipped, since the trained weights come from a checkpoint."""
     from mmengine.config import Config
-    from mmengine.registry import MODELS
 
-    import projects.desa2va.registry  # noqa: F401
+    from projects.desa2va.models.builder import build_model as build
 
     cfg = Config.fromfile(config, lazy_import=False)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if skip_stage1 and "stage1_checkpoint" in cfg.model:
-        cfg.model.stage1_checkpoint = None
-    return MODELS.build(cfg.model)
+    return build(cfg.model.to_dict(), load_checkpoints=not skip_stage1)
 
 
 def load_trained_model(config: str, checkpoint: str, cfg_options=None):

@@ -2,8 +2,8 @@
 
     python tools/import_sa2va.py pretrained/Sa2VA-4B --save-path pretrained/Sa2VA-4B-imported
 
-The result loads with `DeSa2VAPredictor.from_pretrained(OUT)` / `DeSa2VAModel.from_pretrained(OUT)` in
-`sa2va` mode (Sa2VA's inference: first five frames as key frames, no reprompt), is evaluated by the
+The result loads with `DeSa2VAPredictor.from_pretrained(OUT)` / `models.builder.load_pretrained(OUT)` as
+the sa2va arm (stage 2, decouple False; Sa2VA's inference: first five frames as key frames, no reprompt), is evaluated by the
 evaluation scripts like any trained model, and can start DeSa2VA training
 (configs/desa2va_*_from_sa2va.py). No remote code runs; every source key must be used and every target
 key filled (an error names the key otherwise). After writing, the folder is loaded once to check it
@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     try:
         summary = import_sa2va(a.src, a.save_path, a.sam2_config)
         if not a.skip_verify:
-            from projects.desa2va.models.desa2va import DeSa2VAModel
+            from projects.desa2va.models.builder import load_pretrained
 
-            DeSa2VAModel.from_pretrained(a.save_path, torch_dtype="bfloat16")
+            load_pretrained(a.save_path, torch_dtype="bfloat16")
     except CheckpointError as e:
         print(f"[import_sa2va] error: {e}", file=sys.stderr)
         return 1

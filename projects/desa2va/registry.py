@@ -1,5 +1,5 @@
 """Registers the project's parts in mmengine's registries, so configs name them by string
-(`dict(type='DeSa2VAModel', ...)`). Imported by configs through `custom_imports`."""
+(`dict(type='DeSa2VAModel', ...)`: `models.builder.build_model`). Imported by configs through `custom_imports`."""
 from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS, MODELS
 
 from . import hooks  # noqa: F401  (registers TrainableWeightsCheckpointHook)
@@ -13,19 +13,12 @@ from .datasets.osprey import OspreyDataset
 from .datasets.ref_sav import RefSAVDataset
 from .datasets.ref_ytvos import DAVIS17Dataset, RefYTVOSDataset
 from .datasets.refcoco import RefCOCODataset
-from .datasets.text_pretrain import TextPretrainView
-from .models.desa2va import DeSa2VAModel
+from .models.builder import build_from_config
 
-MODELS.register_module(module=DeSa2VAModel, force=True)
+MODELS.register_module(name="DeSa2VAModel", module=build_from_config, force=True)
 for _cls in (RefCOCODataset, RefVOSDataset, RefYTVOSDataset, DAVIS17Dataset, RefSAVDataset, ChatUniViDataset,
              LLaVADataset, GCGDataset, OspreyDataset, MixedDataset):
     DATASETS.register_module(module=_cls, force=True)
-
-
-@DATASETS.register_module(force=True)
-def text_pretrain_view(dataset):
-    """Config helper: `dict(type='text_pretrain_view', dataset=dict(type='RefCOCODataset', ...))`."""
-    return TextPretrainView(DATASETS.build(dataset) if isinstance(dataset, dict) else dataset)
 
 
 DATA_SAMPLERS.register_module(module=KindGroupedSampler, force=True)

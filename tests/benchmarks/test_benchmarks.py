@@ -91,7 +91,7 @@ def test_ablation_runs_resumes_and_records(workspace, results_md, tmp_path):
     runs = res["runs"]
     assert runs["sa2va"][0]["image_samples"] == 2 and runs["desa2va"][0]["video_samples"] >= 1
     cfg = json.loads((workspace / "work_dirs/ablation/sa2va/seed0/model/desa2va_config.json").read_text())
-    assert cfg["model"]["mode"] == "sa2va"
+    assert (cfg["model"]["stage"], cfg["model"]["decouple"]) == (2, False)
     md = results_md.read_text()
     assert "| keyframes_first_2 |" in md and "Not yet run." not in md
     assert md.index("<!-- ablation:end -->") < md.index("| old |") < md.index("| ablation |")  # log stays last

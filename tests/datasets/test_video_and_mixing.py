@@ -229,3 +229,28 @@ def test_empty_video_is_a_named_bad_sample(mevis, tiny_mllm_path):
         strict[1]
     ds = _vos(mevis, tiny_mllm_path, mode="train")
     assert ds[1]["sample_id"] == "v0" and ds.skipped["empty_video"] == 1  # skipped, replaced by another
+
+
+def test_training_and_inference_build_the_same_tokens_for_a_5_frame_video(mevis, tiny_mllm_path, make_model):
+    """The video prompt of a training sample (RefVOSDataset, 5 frames) and the one inference builds for the
+    same question (`inference.image.prompt_ids`) are the same token ids up to the answer; both follow Sa2VA's
+    layout, checked here against a hand-written string: one <img> block per frame joined by newlines."""
+    from projects.desa2va.common.chat_template import INTERNVL2_5_SYSTEM
+    from projects.desa2va.inference.image import prompt_ids
+
+    ds = _vos(mevis, tiny_mllm_path, mode="train", num_frames=5, max_objects=1)
+    raw = ds.load(0, random.Random(3))
+    sample = ds.build(raw)
+    model = make_model("desa2va", system_prompt=INTERNVL2_5_SYSTEM)  # the datasets' default system message
+    question = raw.turns[0][0].split("\n")[-1]  # the text after the media placeholder
+    k = model.mllm.num_image_token
+    ids = prompt_ids(model, question, [k] * 5)[0][0].tolist()
+    train_ids = sample["input_ids"].tolist()
+    first_answer = sample["labels"].tolist().index(next(x for x in sample["labels"].tolist() if x != -100))
+    assert train_ids[:first_answer] == ids
+    frame = "<img>" + "<IMG_CONTEXT>" * k + "</img>"
+    text = (f"<|im_start|>system\n{INTERNVL2_5_SYSTEM}<|im_end|>\n<|im_start|>user\n" + "\n".join([frame] * 5)
+            + f"\n{question}<|im_end|>\n<|im_start|>assistant\n")
+    assert ids == ds.tokenizer(text, add_special_tokens=False).input_ids
+    # Sa2VA's own video prompt (a single <image> for all frames) is the same prompt
+    assert prompt_ids(model, "<image>\n" + question, [k] * 5)[0][0].tolist() == ids

@@ -62,13 +62,25 @@ class ScriptedModel:
 
 
 def install(module, script: dict, monkeypatch=None, delay: float = 0.0) -> ScriptedModel:
-    """Make `module.main` load a ScriptedModel (returned, to inspect what it was asked); with pytest's
-    `monkeypatch` the real loader comes back after the test."""
+    """Make `module.main` load a ScriptedModel (returned, to inspect what it was asked) and route the
+    scripts' calls of `inference.predict` / `predict_video` to it; with pytest's `monkeypatch` the real
+    loader and predict paths come back after the test."""
+    from projects.desa2va.evaluation import common, refsav_eval
+
     model = ScriptedModel(script, delay)
-    if monkeypatch is None:
-        module.load_model = lambda path, device, **overrides: model
-    else:
-        monkeypatch.setattr(module, "load_model", lambda path, device, **overrides: model)
+    patches = []
+    for target in {id(m): m for m in (module, common, refsav_eval)}.values():
+        if target is module or (target is refsav_eval and module.__name__.endswith("ref_vos_eval")):
+            patches.append((target, "load_model", lambda path, device, **overrides: model))
+        if hasattr(target, "predict"):
+            patches.append((target, "predict", lambda m, *a, **k: m.predict(*a, **k)))
+        if hasattr(target, "predict_video"):
+            patches.append((target, "predict_video", lambda m, *a, **k: m.predict_video(*a, **k)))
+    for target, name, value in patches:
+        if monkeypatch is None:
+            setattr(target, name, value)
+        else:
+            monkeypatch.setattr(target, name, value)
     return model
 
 

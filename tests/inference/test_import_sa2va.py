@@ -38,7 +38,7 @@ def test_imported_folder_is_sa2va_mode_with_sa2va_settings(imported):
     _, out = imported
     p = DeSa2VAPredictor.from_pretrained(out)
     m = p.model
-    assert m.mode == "sa2va" and m.keyframes == "first" and m.reprompt_iters == 0 and m.system_prompt is None
+    assert (m.stage, m.decouple) == (2, False) and m.keyframes == "first" and m.reprompt_iters == 0 and m.system_prompt is None
     assert sorted(os.listdir(out)) == ["desa2va_config.json", "heads.safetensors", "mllm", "sam2.pt", "sam2_config.yaml"]
 
 
@@ -127,7 +127,7 @@ def test_stage2_from_sa2va_config_starts_from_sa2va_visual_branch(imported):
     cfg = Config.fromfile(os.path.join(ROOT, "configs", "desa2va_4b_from_sa2va.py"), lazy_import=False)
     assert cfg.model.sa2va_init == "pretrained/Sa2VA-4B-imported" and cfg.model.visual_proj == "sa2va_mlp"
     assert cfg.model.mllm.model_path == "pretrained/Sa2VA-4B-imported/mllm"
-    cfg.model.update(sa2va_init=out, stage1_checkpoint=None)
+    cfg.model.update(sa2va_init=out, stage1_checkpoint=None, align_weight=0.0)
     cfg.model.mllm.update(model_path=os.path.join(out, "mllm"), torch_dtype="float32")
     cfg.model.grounding.update(model_config=os.path.join(out, "sam2_config.yaml"), checkpoint=os.path.join(out, "sam2.pt"))
     model = MODELS.build(cfg.model)
@@ -135,7 +135,7 @@ def test_stage2_from_sa2va_config_starts_from_sa2va_visual_branch(imported):
     h = torch.randn(3, model.mllm.hidden_size)
     want = F.linear(F.relu(F.linear(h, state["text_hidden_fcs.0.weight"], state["text_hidden_fcs.0.bias"])),
                     state["text_hidden_fcs.2.weight"], state["text_hidden_fcs.2.bias"])
-    torch.testing.assert_close(model.decoupler(h)[1], want)
+    torch.testing.assert_close(model.head.decoupler(h)[1], want)
     dec = model.grounding.sam2_model.sam_mask_decoder.state_dict()
     pre = "grounding_encoder.sam2_model.sam_mask_decoder."
     assert all(torch.equal(dec[k[len(pre):]], v) for k, v in state.items() if k.startswith(pre))

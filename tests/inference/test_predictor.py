@@ -8,6 +8,7 @@ from PIL import Image
 
 from conftest import two_shapes
 from projects.desa2va.inference import DeSa2VAPredictor, InputError, load_video
+from projects.desa2va.inference import predict
 from projects.desa2va.models.checkpoint_io import CheckpointError
 
 T = 12  # uniform key frames 1, 3, 6, 8, 10: frame 0 is read by the backward propagation only
@@ -58,7 +59,7 @@ def test_segment_asks_the_referring_question(predictor):
     outs = predictor.segment(img, ["the blue square", "Which shape is red?"])
     assert [o.prompt for o in outs] == ["Please segment the blue square in this image.",
                                         "Which shape is red? Please respond with the segmentation mask."]
-    direct = predictor.model.predict(outs[0].prompt, image=img)
+    direct = predict(predictor.model, outs[0].prompt, image=img)
     assert direct["text"] == outs[0].text
     np.testing.assert_array_equal(direct["masks"][0], outs[0].masks[0])
 

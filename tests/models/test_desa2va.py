@@ -6,7 +6,9 @@ import torch.nn.functional as F
 
 from conftest import referring_batch, two_shapes
 from projects.desa2va.models.checkpoint_io import CheckpointError
-from projects.desa2va.models.desa2va import keyframe_indices
+from projects.desa2va.inference import keyframe_indices, predict, predict_image, predict_video
+from projects.desa2va.models.heads import reprompt
+from projects.desa2va.models.text_prompts import text_prompt_tokens
 from projects.desa2va.models.fusion import MaskFusion
 from projects.desa2va.models.losses import dice_loss, sample_logits_and_targets, sigmoid_bce
 from conftest import ScriptedHead
@@ -40,10 +42,10 @@ def _data(model, n_obj=(1, 2)):
 
 
 TRAINABLE = {
-    "sa2va": {"mllm.language_model", "mllm.mlp1", "seg_proj", "grounding.sam2_model.sam_mask_decoder"},
-    "desa2va": {"mllm.language_model", "mllm.mlp1", "decoupler", "text_decoder", "fusion",
+    "sa2va": {"mllm.language_model", "mllm.mlp1", "head.seg_proj", "grounding.sam2_model.sam_mask_decoder"},
+    "desa2va": {"mllm.language_model", "mllm.mlp1", "head.decoupler", "head.text_decoder", "head.fusion",
                 "grounding.sam2_model.sam_mask_decoder"},
-    "text_pretrain": {"text_decoder", "real_text_proj"},
+    "text_pretrain": {"head.text_decoder", "head.real_text_proj"},
 }
 
 
@@ -51,12 +53,16 @@ def _prefix(name):
     for p in ("mllm.language_model", "mllm.mlp1", "grounding.sam2_model.sam_mask_decoder"):
         if name.startswith(p):
             return p
-    return name.split(".")[0] if not name.startswith(("mllm.", "grounding.")) else ".".join(name.split(".")[:3])
+    return ".".join(name.split(".")[:2]) if name.startswith("head.") else ".".join(name.split(".")[:3])
 
 
 @pytest.mark.parametrize("mode", ["sa2va", "desa2va", "text_pretrain"])
-def test_gradients_reach_exactly_the_trainable_parts(make_model, mode):
-    model = make_model(mode)
+def test_gradients_reach_exactly_the_trainable_parts(make_model, mode, tmp_path):
+    extra = {}
+    if mode == "desa2va":  # with a stage-1 teacher, so that the alignment term is on
+        make_model("text_pretrain").save_stage1(str(tmp_path / "stage1.pth"))
+        extra = dict(stage1_checkpoint=str(tmp_path / "stage1.pth"))
+    model = make_model(mode, **extra)
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_B" in n:
@@ -74,11 +80,11 @@ def test_gradients_reach_exactly_the_trainable_parts(make_model, mode):
               "grounding.sam2_model.memory_attention", "grounding.sam2_model.memory_encoder", "mllm.vision_model"}
     assert not any(n.startswith(tuple(frozen)) for n in trainable)
     if mode == "desa2va":
-        assert not any(n.startswith("real_text_proj") for n in trainable)  # a frozen teacher in stage 2
+        assert not any(n.startswith("head.real_text_proj") for n in trainable)  # a frozen teacher in stage 2
         assert {"loss_lm", "loss_text_bce", "loss_text_dice", "loss_visual_bce", "loss_visual_dice", "loss_fused_bce",
                 "loss_fused_dice", "loss_align", "loss_orth"} == set(losses)
-        assert model.decoupler.text_proj.weight.grad.abs().sum() > 0
-        assert model.text_decoder.iou_token.weight.grad.abs().sum() > 0
+        assert model.head.decoupler.text_proj.weight.grad.abs().sum() > 0
+        assert model.head.text_decoder.iou_token.weight.grad.abs().sum() > 0
 
 
 def test_sa2va_mode_equals_a_direct_reference_computation(make_model):
@@ -91,7 +97,7 @@ def test_sa2va_mode_equals_a_direct_reference_computation(make_model):
     mllm, sam = model.mllm, model.grounding.sam2_model
     out = mllm(data["input_ids"], attention_mask=data["attention_mask"], labels=data["labels"],
                pixel_values=data["pixel_values"])
-    fc0, fc2 = model.seg_proj.text_hidden_fcs[0], model.seg_proj.text_hidden_fcs[2]
+    fc0, fc2 = model.head.seg_proj.text_hidden_fcs[0], model.head.seg_proj.text_hidden_fcs[2]
     z = fc2(torch.relu(fc0(out.seg_hidden)))
     backbone = sam.forward_image(data["sam_images"][0])
     _, feats, _, sizes = sam._prepare_backbone_features(backbone)
@@ -140,13 +146,14 @@ def test_text_only_fusion_in_the_model_returns_the_text_mask(make_model):
     fidx = torch.zeros(2, dtype=torch.long)
     with torch.no_grad():
         fused = model.decode_objects(feats, h, fidx)
-        z_t, _ = model.decoupler(h)
-        text = model.decode_text_branch(feats, z_t, fidx).low_res_logits
+        z_t, _ = model.head.decoupler(h)
+        text = model.head.decode_text(model.grounding, feats, z_t, fidx).low_res_logits
         # D_txt sees z_t as stage 1 showed it the text when the points were dropped
-        points = torch.rand(2, model.num_text_points, 2) * 256
-        stage1 = model.text_prompt_tokens(z_t, points, torch.ones(2, dtype=torch.bool))
-        assert stage1.shape[1] == model.num_text_points + 1
-        as_stage1 = model.grounding.decode(feats, stage1, fidx, decoder=model.text_decoder).low_res_logits
+        points = torch.rand(2, model.head.num_text_points, 2) * 256
+        stage1 = text_prompt_tokens(model.grounding.sam2_model.sam_prompt_encoder, z_t, points,
+                                    torch.ones(2, dtype=torch.bool), model.head.num_text_points)
+        assert stage1.shape[1] == model.head.num_text_points + 1
+        as_stage1 = model.grounding.decode(feats, stage1, fidx, decoder=model.head.text_decoder).low_res_logits
     assert torch.equal(fused, text) and torch.equal(text, as_stage1)
 
 
@@ -156,20 +163,20 @@ def test_reprompt_refines_and_is_a_no_op_when_off(make_model):
     h = torch.randn(2, model.mllm.hidden_size)
     fidx = torch.zeros(2, dtype=torch.long)
     with torch.no_grad():
-        z_t, z_v = model.decoupler(h)
-        ot = model.decode_text_branch(feats, z_t, fidx)
+        z_t, z_v = model.head.decoupler(h)
+        ot = model.head.decode_text(model.grounding, feats, z_t, fidx)
         ov = model.grounding.decode(feats, z_v, fidx)
-        fused = model.fusion(ot.low_res_logits, ov.low_res_logits, z_t, z_v, ot.iou_pred, ov.iou_pred)
+        fused = model.head.fusion(ot.low_res_logits, ov.low_res_logits, z_t, z_v, ot.iou_pred, ov.iou_pred)
         assert torch.equal(model.decode_objects(feats, h, fidx, reprompt_iters=0), fused)
         blob = torch.full((2, 1, 64, 64), -5.0)
         blob[0, :, 10:30, 10:30] = 5.0  # object 0 has a mask, object 1 is empty
-        refined = model._reprompt(feats, z_v, fidx, blob)
+        refined = reprompt(model.grounding, feats, z_v, fidx, blob)
         assert not torch.allclose(refined[0], blob[0])
         assert torch.equal(refined[1], blob[1])
         # and through decode_objects: one iteration changes the fused logits wherever a mask exists
         with_mask = fused.clone()
         with_mask[:, :, 20:40, 20:40] = 5.0
-        changed = model._reprompt(feats, z_v, fidx, with_mask)
+        changed = reprompt(model.grounding, feats, z_v, fidx, with_mask)
         assert not torch.allclose(changed, with_mask)
 
 
@@ -236,14 +243,14 @@ def test_image_predict_masks_at_original_size_and_text_only_answers(make_model):
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     img = np.random.RandomState(0).randint(0, 255, (70, 90, 3), dtype=np.uint8)
     _script(model, tok("Sure", add_special_tokens=False).input_ids + [model.mllm.seg_token_id] * 2 + [eos])
-    out = model.predict("Please segment the shapes.", image=img)
+    out = predict(model, "Please segment the shapes.", image=img)
     assert out["text"] == "Sure[SEG][SEG]" and len(out["masks"]) == 2
     assert all(m.shape == (70, 90) and m.dtype == bool for m in out["masks"])
     _script(model, tok("No", add_special_tokens=False).input_ids + [eos])
-    out = model.predict("Is there a dog?", image=img)
+    out = predict(model, "Is there a dog?", image=img)
     assert out == {"text": "No", "masks": []}
     with pytest.raises(ValueError, match="exactly one of"):
-        model.predict("x")
+        predict(model, "x")
 
 
 def test_video_predict_one_mask_per_frame_per_object(make_model):
@@ -259,33 +266,33 @@ def test_video_predict_one_mask_per_frame_per_object(make_model):
             seen.append(f)
             yield f, ids, logits
     model.grounding.propagate_iter = spy
-    out = model.predict("Please segment the moving shapes.", frames=frames)
+    out = predict(model, "Please segment the moving shapes.", frames=frames)
     assert len(out["masks"]) == 2 and all(m.shape == (9, 48, 64) and m.dtype == bool for m in out["masks"])
     assert seen[0] == 2 and sorted(seen) == list(range(9))  # from key frame 2 forward, then backward to 0
     _script(model, [eos])
-    assert model.predict("What happens?", frames=frames)["masks"] == []
+    assert predict(model, "What happens?", frames=frames)["masks"] == []
 
 
 def test_stage1_to_stage2_hand_off(make_model, tmp_path):
     stage1 = make_model("text_pretrain")
     with torch.no_grad():
-        for p in stage1.text_decoder.parameters():
+        for p in stage1.head.text_decoder.parameters():
             p.add_(0.01)
     path = str(tmp_path / "stage1.pth")
     stage1.save_stage1(path)
     assert set(torch.load(path)["state_dict"]) == set(stage1.stage1_state_dict())
     stage2 = make_model("desa2va", stage1_checkpoint=path)
     for k, v in stage1.stage1_state_dict().items():
-        assert torch.equal(stage2.state_dict()[k], v), k
+        assert torch.equal(stage2.head.state_dict()[k], v), k
     wd = tmp_path / "stage1_work_dir"  # a stage-1 training work dir: its last_checkpoint is used
     wd.mkdir()
     (wd / "last_checkpoint").write_text(path)
     from_dir = make_model("desa2va", stage1_checkpoint=str(wd))
-    assert torch.equal(from_dir.text_decoder.iou_token.weight, stage2.text_decoder.iou_token.weight)
+    assert torch.equal(from_dir.head.text_decoder.iou_token.weight, stage2.head.text_decoder.iou_token.weight)
     with pytest.raises(CheckpointError, match="nor a work dir with a last_checkpoint"):
         make_model("desa2va", stage1_checkpoint=str(tmp_path))
     fresh = make_model("desa2va")  # ablation: no stage 1, text decoder from SAM-2
-    assert not torch.equal(fresh.text_decoder.iou_token.weight, stage2.text_decoder.iou_token.weight)
+    assert not torch.equal(fresh.head.text_decoder.iou_token.weight, stage2.head.text_decoder.iou_token.weight)
 
     sd = torch.load(path)["state_dict"]
     partial = {k: v for k, v in sd.items() if not k.startswith("text_decoder.output_upscaling")}
@@ -343,10 +350,10 @@ def test_several_questions_on_a_video_share_one_sam2_state(make_model, monkeypat
     frames = [np.random.RandomState(i).randint(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(6)]
     calls = _answer_and_count_frames(model, monkeypatch, iter([[seg, eos]] * 4))  # one [SEG] per question
     questions = ["Please segment the circle.", "Please segment the square."]
-    joint = model.predict_video(questions, frames)
+    joint = predict_video(model, questions, frames)
     joint_calls = sum(calls)
     calls.clear()
-    separate = [model.predict(q, frames=frames) for q in questions]
+    separate = [predict(model, q, frames=frames) for q in questions]
     assert [r["text"] for r in joint] == [r["text"] for r in separate] == ["[SEG]", "[SEG]"]
     for a, b in zip(joint, separate):
         assert len(a["masks"]) == 1 and a["masks"][0].shape == (6, 48, 64)
@@ -376,9 +383,9 @@ def test_several_questions_on_an_image_share_its_sam2_features(make_model, monke
     img = np.random.RandomState(0).randint(0, 255, (70, 90, 3), dtype=np.uint8)
     calls = _answer_and_count_frames(model, monkeypatch, iter([[seg, eos], [eos], [seg, seg, eos]] * 2))
     qs = ["Please segment the circle.", "Is there a dog?", "Please segment both shapes."]
-    joint = model.predict_image(qs, img)
+    joint = predict_image(model, qs, img)
     assert calls == [1]
-    separate = [model.predict(q, image=img) for q in qs]
+    separate = [predict(model, q, image=img) for q in qs]
     assert [len(r["masks"]) for r in joint] == [len(r["masks"]) for r in separate] == [1, 0, 2]
     for a, b in zip(joint, separate):
         assert a["text"] == b["text"] and all(np.array_equal(x, y) for x, y in zip(a["masks"], b["masks"]))

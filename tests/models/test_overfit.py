@@ -8,6 +8,8 @@ import torch
 
 from conftest import iou, referring_batch, train, two_shapes
 from projects.desa2va.common.image_processing import resize_logits, sam2_frames
+from projects.desa2va.inference import predict
+from projects.desa2va.models.text_prompts import text_prompt_tokens
 
 EXPRESSIONS = [("Please segment the red circle.", "the red circle"), ("Please segment the blue square.", "the blue square")]
 
@@ -19,7 +21,7 @@ def _overfit_referring(make_model, mode, steps):
     data = referring_batch(model, img, [(q, gt[None], [t]) for (q, t), gt in zip(EXPRESSIONS, gts)])
     train(model, data, steps)
     for (question, _), gt in zip(EXPRESSIONS, gts):
-        out = model.predict(question, image=img)
+        out = predict(model, question, image=img)
         assert out["text"] == "Sure, [SEG]." and len(out["masks"]) == 1
         assert iou(out["masks"][0], gt) > 0.9, (mode, question, iou(out["masks"][0], gt))
 
@@ -41,10 +43,12 @@ def test_text_pretrain_segments_from_the_text_token_alone(make_model):
     train(model, data, steps=150)
     with torch.no_grad():
         feats = model.grounding.encode_frames(sam)
-        tokens = model.text_prompt_tokens(model.real_text_proj(model.text_embeddings(texts)), None, None)
-        assert tokens.shape == (2, model.num_text_points + 1, 256)
+        r = model.head.real_text_proj(model.text_embeddings(texts))
+        tokens = text_prompt_tokens(model.grounding.sam2_model.sam_prompt_encoder, r, None, None,
+                                    model.head.num_text_points)
+        assert tokens.shape == (2, model.head.num_text_points + 1, 256)
         logits = model.grounding.decode(feats, tokens, torch.zeros(2, dtype=torch.long),
-                                        decoder=model.text_decoder).low_res_logits
+                                        decoder=model.head.text_decoder).low_res_logits
     masks = resize_logits(logits[:, 0], img.shape[:2]) > 0
     for pred, gt in zip(masks.numpy(), (circle, square)):
         assert iou(pred, gt) > 0.9, iou(pred, gt)

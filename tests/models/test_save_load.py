@@ -1,4 +1,4 @@
-"""save_pretrained / from_pretrained: a self-contained folder that reloads to the same outputs."""
+"""save_pretrained / builder.load_pretrained: a self-contained folder that reloads to the same outputs."""
 import json
 import os
 
@@ -7,13 +7,14 @@ import torch
 
 from conftest import referring_batch, train, two_shapes
 from projects.desa2va.models.checkpoint_io import CheckpointError, read_safetensors_folder
-from projects.desa2va.models.desa2va import DeSa2VAModel
+from projects.desa2va.inference import predict
+from projects.desa2va.models.builder import load_pretrained
 from projects.desa2va.models.mllm import InternVLMLLM
 
 
 @pytest.mark.parametrize("mode", ["desa2va", "sa2va"])
 def test_saved_folder_reloads_to_the_same_outputs(make_model, tmp_path, mode):
-    model = make_model(mode, reprompt_iters=1, fusion="gate")
+    model = make_model(mode, reprompt_iters=1, **(dict(fusion="gate") if mode == "desa2va" else {}))
     img, circle, square = two_shapes()
     data = referring_batch(model, img, [("Please segment the red circle.", circle[None], ["the red circle"])])
     train(model, data, steps=3, lr=1e-2)  # LoRA, grounding rows and heads all move away from init
@@ -23,11 +24,14 @@ def test_saved_folder_reloads_to_the_same_outputs(make_model, tmp_path, mode):
     assert sorted(os.listdir(folder)) == ["desa2va_config.json", "heads.safetensors", "mllm", "sam2.pt",
                                           "sam2_config.yaml"]
     saved = json.load(open(os.path.join(folder, "desa2va_config.json")))
-    assert saved["model"]["mode"] == mode and saved["model"]["reprompt_iters"] == 1
+    assert saved["version"] == 2 and saved["model"] == model.settings
+    assert (saved["model"]["stage"], saved["model"]["decouple"], saved["model"]["reprompt_iters"]) == \
+        (2, mode == "desa2va", 1)
+    assert ("fusion" in saved["model"]) == (mode == "desa2va")  # the arm's settings only
     keys = set(read_safetensors_folder(os.path.join(folder, "mllm")))
     assert not any("lora" in k or "base_layer" in k for k in keys)  # merged, in the InternVL2.5 layout
 
-    loaded = DeSa2VAModel.from_pretrained(folder)
+    loaded = load_pretrained(folder)
     assert loaded.mllm.tokenizer.convert_tokens_to_ids("[SEG]") == model.mllm.seg_token_id
     ids, pv = data["input_ids"], data["pixel_values"]
     model.eval()
@@ -39,12 +43,15 @@ def test_saved_folder_reloads_to_the_same_outputs(make_model, tmp_path, mode):
         h = torch.randn(2, model.mllm.hidden_size)
         fidx = torch.zeros(2, dtype=torch.long)
         assert torch.allclose(model.decode_objects(feats, h, fidx), loaded.decode_objects(feats, h, fidx), atol=1e-5)
-    out_a = model.predict("Please segment the red circle.", image=img)
-    out_b = loaded.predict("Please segment the red circle.", image=img)
+    out_a = predict(model, "Please segment the red circle.", image=img)
+    out_b = predict(loaded, "Please segment the red circle.", image=img)
     assert out_a["text"] == out_b["text"]
     assert len(out_a["masks"]) == len(out_b["masks"])
     assert all((x == y).mean() > 0.999 for x, y in zip(out_a["masks"], out_b["masks"]))
-    assert DeSa2VAModel.from_pretrained(folder, reprompt_iters=0).reprompt_iters == 0
+    assert load_pretrained(folder, reprompt_iters=0).reprompt_iters == 0
+    if mode == "sa2va":  # an override the saved arm ignores is an error, as in a config
+        with pytest.raises(ValueError, match=r"\['fusion'\] are ignored by the sa2va arm"):
+            load_pretrained(folder, fusion="mean")
 
 
 def test_merged_mllm_folder_loads_on_its_own(make_mllm, tmp_path):
@@ -63,4 +70,4 @@ def test_merged_mllm_folder_loads_on_its_own(make_mllm, tmp_path):
 
 def test_errors_name_the_folder(tmp_path):
     with pytest.raises(CheckpointError, match="desa2va_config.json not found"):
-        DeSa2VAModel.from_pretrained(str(tmp_path))
+        load_pretrained(str(tmp_path))

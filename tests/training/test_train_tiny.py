@@ -28,10 +28,12 @@ def _train(run, *extra):
                           cwd=run, env=env, capture_output=True, text=True)
 
 
-def test_tiny_config_trains_and_checkpoints(run_dir):
+def test_tiny_config_trains_and_checkpoints(run_dir, make_model):
+    make_model("text_pretrain").save_stage1(str(run_dir / "stage1.pth"))  # the teacher of the alignment term
     out = _train(run_dir, "--work-dir", "wd", "--cfg-options", "train_cfg.max_iters=2",
                  "train_dataloader.batch_size=2", "train_dataloader.sampler.batch_size=2",
-                 "default_hooks.logger.interval=1", "default_hooks.checkpoint.interval=2")
+                 "default_hooks.logger.interval=1", "default_hooks.checkpoint.interval=2",
+                 f"model.stage1_checkpoint={run_dir / 'stage1.pth'}")
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     for term in ("loss_lm", "loss_text_bce", "loss_visual_dice", "loss_fused_bce", "loss_align", "loss_orth"):
@@ -40,8 +42,8 @@ def test_tiny_config_trains_and_checkpoints(run_dir):
     import torch
 
     state = torch.load(run_dir / "wd" / "iter_2.pth", map_location="cpu", weights_only=False)["state_dict"]
-    assert any("lora_A" in k for k in state) and any(k.startswith("decoupler.") for k in state)
-    assert not any(k.startswith(("grounding.sam2_model.image_encoder", "mllm.vision_model", "real_text_proj"))
+    assert any("lora_A" in k for k in state) and any(k.startswith("head.decoupler.") for k in state)
+    assert not any(k.startswith(("grounding.sam2_model.image_encoder", "mllm.vision_model", "head.real_text_proj"))
                    for k in state)  # frozen weights are not stored
 
 
@@ -57,7 +59,8 @@ def test_exported_folder_gives_the_checkpoints_masks(run_dir, monkeypatch):
     import torch
 
     import convert_to_hf
-    from projects.desa2va.models.desa2va import DeSa2VAModel
+    from projects.desa2va.inference import predict
+    from projects.desa2va.models.builder import load_pretrained
 
     ckpt = run_dir / "wd" / "iter_2.pth"
     if not ckpt.is_file():  # normally written by test_tiny_config_trains_and_checkpoints
@@ -67,7 +70,7 @@ def test_exported_folder_gives_the_checkpoints_masks(run_dir, monkeypatch):
     config = os.path.join(ROOT, "configs", "desa2va_tiny.py")
     assert convert_to_hf.main([config, str(ckpt), "--save-path", str(run_dir / "export")]) == 0
     trained = convert_to_hf.load_trained_model(config, str(ckpt))
-    exported = DeSa2VAModel.from_pretrained(str(run_dir / "export"))
+    exported = load_pretrained(str(run_dir / "export"))
     feats = trained.grounding.encode_frames(torch.randn(1, 3, 256, 256))
     h = torch.randn(2, trained.mllm.hidden_size)
     with torch.no_grad():
@@ -75,8 +78,8 @@ def test_exported_folder_gives_the_checkpoints_masks(run_dir, monkeypatch):
         b = exported.decode_objects(feats, h, torch.zeros(2, dtype=torch.long)) > 0
     assert (a == b).float().mean() > 0.999
     img = np.random.RandomState(0).randint(0, 255, (64, 64, 3), dtype=np.uint8)
-    assert trained.predict("Please segment the red circle.", image=img)["text"] == \
-        exported.predict("Please segment the red circle.", image=img)["text"]
+    assert predict(trained, "Please segment the red circle.", image=img)["text"] == \
+        predict(exported, "Please segment the red circle.", image=img)["text"]
     with pytest.raises(Exception, match="checkpoint not found"):
         convert_to_hf.load_trained_model(config, str(run_dir / "nope.pth"))
 

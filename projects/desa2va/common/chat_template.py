@@ -20,6 +20,30 @@ def image_tokens(num_tokens: int) -> str:
     return st.IMG_START + st.IMG_CONTEXT * num_tokens + st.IMG_END
 
 
+def media_placeholder(num_frames: int = 1) -> str:
+    """The text standing for the media of a conversation: `<image>` for an image, and for a video of n
+    frames one `<image>` per frame joined by newlines (Sa2VA's layout, METHOD.md 3.5). Training readers
+    and inference both write it, so the model sees one prompt layout."""
+    if num_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    return "\n".join([st.IMAGE_PLACEHOLDER] * num_frames)
+
+
+def with_media(text: str, num_frames: int = 1) -> str:
+    """`text` holding the media placeholder: put in front ("<image>\n" + text) when the text has none, and
+    a single `<image>` of a video (Sa2VA's video prompt) stands for all its frames. A text with one
+    `<image>` per frame is kept as it is."""
+    n = text.count(st.IMAGE_PLACEHOLDER)
+    if n == 0:
+        return media_placeholder(num_frames) + "\n" + text
+    if n == 1 and num_frames > 1:
+        return text.replace(st.IMAGE_PLACEHOLDER, media_placeholder(num_frames))
+    if n != num_frames:
+        raise ValueError(f"{n} {st.IMAGE_PLACEHOLDER} placeholders in the text for {num_frames} frame(s): "
+                         f"write one, or one per frame")
+    return text
+
+
 def expand_image_placeholders(text: str, tokens_per_image: Sequence[int]) -> str:
     """Replace the k-th `<image>` with the tokens of image k; the counts must match."""
     parts = text.split(st.IMAGE_PLACEHOLDER)

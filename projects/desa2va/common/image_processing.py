@@ -95,6 +95,26 @@ def mllm_video_frames(frames: Iterable[ImageLike], tile_size: int = 448) -> torc
     return normalize(list(frames), tile_size)
 
 
+def mllm_inputs(geometry, images: Sequence[ImageLike], kind: str, regions: bool = False
+                ) -> Tuple[torch.Tensor, List[int]]:
+    """The MLLM's pixel values and the visual tokens of each `<image>`, for training and inference alike.
+
+    geometry: an `ImageGeometry` (tile size, tokens per tile, tiling limits). kind 'image': dynamic tiles of
+    images[0], one `<image>`; with `regions` (visual prompts) one whole-image tile, whose token grid the
+    region masks index; kind 'video': one tile per frame, one `<image>` per frame.
+    """
+    g = geometry
+    if kind == "video":
+        return mllm_video_frames(images, g.tile_size), [g.num_image_token] * len(images)
+    if kind != "image":
+        raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
+    if regions:
+        tiles = mllm_image_tiles(images[0], g.tile_size, 1, 1, False)
+    else:
+        tiles = mllm_image_tiles(images[0], g.tile_size, g.min_tiles, g.max_tiles, g.use_thumbnail)
+    return tiles, [tiles.shape[0] * g.num_image_token]
+
+
 def sam2_frames(frames: Iterable[ImageLike], size: int = 1024) -> torch.Tensor:
     """SAM-2 input: (T, 3, size, size), resized without padding, ImageNet-normalised."""
     return normalize(list(frames), size)

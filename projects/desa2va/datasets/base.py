@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from ..common.chat_template import INTERNVL2_5_SYSTEM
-from ..common.image_processing import mllm_image_tiles, mllm_video_frames, sam2_frames
+from ..common.image_processing import mllm_inputs, sam2_frames
 from ..common.internvl_config import ImageGeometry, read_internvl_config
 from ..common.masks import MaskDecodeError
 from ..common.tokenizer import load_tokenizer
@@ -157,16 +157,8 @@ class GroundingDataset(torch.utils.data.Dataset):
                                                     f"for {n_obj} masks")
         pixel_values = sam_images = None
         tokens: List[int] = []
-        if raw.kind == "image" and raw.region_masks is not None:
-            # visual prompts index the token grid of one whole-image tile
-            pixel_values = mllm_image_tiles(raw.images[0], g.tile_size, 1, 1, False)
-            tokens = [g.num_image_token]
-        elif raw.kind == "image":
-            pixel_values = mllm_image_tiles(raw.images[0], g.tile_size, g.min_tiles, g.max_tiles, g.use_thumbnail)
-            tokens = [pixel_values.shape[0] * g.num_image_token]
-        elif raw.kind == "video":
-            pixel_values = mllm_video_frames(raw.images, g.tile_size)
-            tokens = [g.num_image_token] * len(raw.images)
+        if raw.kind in ("image", "video"):
+            pixel_values, tokens = mllm_inputs(g, raw.images, raw.kind, regions=raw.region_masks is not None)
         elif raw.kind != "text":
             raise ValueError(f"unknown sample kind {raw.kind!r}")
         ids, labels = self.encoder.encode(raw.turns, tokens, num_masks=n_obj, sample_id=raw.sample_id)

@@ -10,6 +10,7 @@ import os
 import random
 
 from ..common import special_tokens as st
+from ..common.chat_template import media_placeholder
 from .base import GroundingDataset, RawSample, read_json
 from .records import PackedRecords
 from .template import pair_turns
@@ -33,7 +34,7 @@ class ChatUniViDataset(GroundingDataset):
     def load(self, index: int, rng: random.Random) -> RawSample:
         d = self.items[index]
         sid = str(d.get("id", d.get("video", index)))
-        frames_text = st.IMAGE_PLACEHOLDER * self.num_frames
+        frames_text = media_placeholder(self.num_frames)
         turns = []
         for q, a in pair_turns(d.get("conversations") or [], sid):
             q = q.replace(VIDEO_PLACEHOLDER, frames_text)

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..common.chat_template import media_placeholder
 from ..common.masks import decode_segmentation, segmentation_area, union
 from .base import GroundingDataset, RawSample, open_image, read_json, read_pickle
 from .records import PackedRecords
@@ -151,6 +152,6 @@ class RefVOSDataset(GroundingDataset):
         if self.has_masks:
             masks = np.stack([self.expression_masks(item, e, frame_idx, h, w) for e in exps])
         phrases = [e["exp"] for e in exps]
-        prefix = "".join("<image>" for _ in frame_idx) + "\n"
+        prefix = media_placeholder(len(frame_idx)) + "\n"
         return RawSample(sample_id=sid, kind="video", images=frames, masks=masks, object_texts=phrases,
                          turns=referring_turns(phrases, rng, video=True, image_prefix=prefix))

@@ -1,9 +1,11 @@
 """Mixing datasets: a concatenation with per-dataset repeats, and a sampler that keeps one kind per batch.
 
-- `MixedDataset(datasets, repeats)`: dataset k appears `repeats[k]` times per epoch (a fraction takes a
-  seeded random subset for the remainder); its length is computed from `len(dataset)`, so every sample of
-  every dataset is reachable (Sa2VA's video datasets reported one length per video but were repeated,
-  leaving the tail unreachable).
+- `MixedDataset(datasets, repeats, common, view)`: dataset k appears `repeats[k]` times per epoch (a fraction
+  takes a seeded random subset for the remainder); its length is computed from `len(dataset)`, so every
+  sample of every dataset is reachable (Sa2VA's video datasets reported one length per video but were
+  repeated, leaving the tail unreachable). `datasets` may hold lists (groups, flattened in order, as the
+  config bases name them); `common` holds settings given to every dataset config that does not set them
+  (model_path, sam_size, ...); `view='text_pretrain'` wraps every dataset in the stage-1 view.
 - `KindGroupedSampler`: per epoch, shuffles the indices of each kind (image / video / text), cuts them
   into batches of `batch_size` of one kind (the last one filled up with other indices of that kind, so
   a DataLoader with the same `batch_size` never mixes kinds), shuffles the batches and deals them to
@@ -21,10 +23,18 @@ import torch
 
 
 class MixedDataset(torch.utils.data.Dataset):
-    def __init__(self, datasets: Sequence, repeats: Optional[Sequence[float]] = None, seed: int = 0):
+    def __init__(self, datasets: Sequence, repeats: Optional[Sequence[float]] = None, seed: int = 0,
+                 common: Optional[dict] = None, view: Optional[str] = None):
         from mmengine.registry import DATASETS
 
-        self.datasets = [DATASETS.build(d) if isinstance(d, dict) else d for d in datasets]
+        if view not in (None, "text_pretrain"):
+            raise ValueError(f"view must be None or 'text_pretrain', got {view!r}")
+        flat = [d for group in datasets for d in (group if isinstance(group, (list, tuple)) else [group])]
+        self.datasets = [DATASETS.build({**(common or {}), **d}) if isinstance(d, dict) else d for d in flat]
+        if view == "text_pretrain":
+            from .text_pretrain import TextPretrainView
+
+            self.datasets = [TextPretrainView(d) for d in self.datasets]
         repeats = list(repeats) if repeats is not None else [1.0] * len(self.datasets)
         if len(repeats) != len(self.datasets) or any(r < 0 for r in repeats):
             raise ValueError(f"repeats {repeats} must give a non-negative value for each of {len(self.datasets)} datasets")

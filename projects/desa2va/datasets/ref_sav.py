@@ -14,6 +14,7 @@ import random
 
 import numpy as np
 
+from ..common.chat_template import media_placeholder
 from ..common.masks import decode_segmentation
 from .base import GroundingDataset, RawSample, read_json
 from .records import PackedRecords
@@ -91,6 +92,6 @@ class RefSAVDataset(GroundingDataset):
             masks.append(self._object_masks(it, masklet, obj_id, ks, h, w))
             texts.append(info["formated"] if self.caption == "long" or not info.get("short_caps")
                          else rng.choice(info["short_caps"]))
-        prefix = "<image>" * len(frames) + "\n"
+        prefix = media_placeholder(len(frames)) + "\n"
         return RawSample(sample_id=sid, kind="video", images=frames, masks=np.stack(masks), object_texts=texts,
                          turns=referring_turns(texts, rng, video=True, image_prefix=prefix))

@@ -2,7 +2,8 @@
 
 Returns the sample schema with only `sam_images` (1, 3, S, S), `masks` (n_obj, 1, H, W) and
 `object_texts`; no tokens or MLLM tiles are built. From a video item one random frame is used; objects
-whose mask is empty on it are dropped (an item with none left is skipped like any bad sample).
+whose mask is empty on it are dropped (an item with none left is skipped like any bad sample); a video
+reader is set to read one frame per item.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class TextPretrainView(torch.utils.data.Dataset):
 
     def __init__(self, dataset: GroundingDataset):
         self.dataset = dataset
+        if hasattr(dataset, "num_frames"):
+            dataset.num_frames = 1  # one frame is used: read only that one
 
     def __len__(self) -> int:
         return len(self.dataset)

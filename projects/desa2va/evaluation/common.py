@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
+from ..inference.video import predict
 from .sharding import merge, run_shard
 
 
@@ -60,10 +61,10 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
 
 
 def load_model(model_path: str, device: torch.device, **overrides):
-    from ..models.desa2va import DeSa2VAModel
+    from ..models.builder import load_pretrained
 
     dtype = "bfloat16" if device.type == "cuda" else "float32"
-    return DeSa2VAModel.from_pretrained(model_path, torch_dtype=dtype, device=str(device), **overrides)
+    return load_pretrained(model_path, torch_dtype=dtype, device=str(device), **overrides)
 
 
 class Progress:
@@ -130,11 +131,29 @@ def audit_ground_truth(entries: Sequence[Tuple[str, Sequence[str], Optional[bool
     return {"empty": empty, "absent": absent}
 
 
+def video_question(expression: str) -> str:
+    """The question asked for a video referring expression (ReVOS reasoning questions as they are)."""
+    from ..datasets.template import referring_question
+
+    return referring_question(expression, video=True)
+
+
+def mean_scores(rs, prefix: str, keys) -> dict:
+    """Means over expressions x100 (J&F = (J + F) / 2); an expression without scores counts as 0."""
+    import numpy as np
+
+    if not rs:
+        return {}
+    out = {f"{prefix}{k}": percent(np.mean([r.get(k, 0.0) for r in rs])) for k in keys}
+    out[f"{prefix}J&F"] = (out[f"{prefix}J"] + out[f"{prefix}F"]) / 2
+    return out
+
+
 def first_mask(model, question: str, rec: Dict[str, Any], **media):
-    """`model.predict` for one referring expression: the mask of its first [SEG] and None as error, or
+    """`inference.predict` for one referring expression: the mask of its first [SEG] and None as error, or
     None and the failure's reason (no [SEG], an exception). The answer text goes into `rec`."""
     try:
-        out = model.predict(question, **media)
+        out = predict(model, question, **media)
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
     rec["answer"] = out["text"]

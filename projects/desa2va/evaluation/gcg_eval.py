@@ -43,6 +43,7 @@ if __package__ in (None, ""):
 from projects.desa2va.common.masks import decode_segmentation, encode_rle, segmentation_area  # noqa: E402
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.gcg import GCG_QUESTIONS  # noqa: E402
+from projects.desa2va.inference.video import predict  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, audit_ground_truth, init_distributed,  # noqa: E402
                                                 load_model, parse_overrides, percent, percents, print_table,
                                                 run_and_merge, write_outputs)
@@ -105,7 +106,7 @@ def main(argv=None) -> dict:
     def evaluate(key):
         im = images[key]
         image = open_image(os.path.join(a.image_folder, im["file_name"]), key)
-        out = model.predict("<image>\n" + GCG_QUESTIONS[0], image=image)
+        out = predict(model, "<image>\n" + GCG_QUESTIONS[0], image=image)
         caption, phrases = parse_answer(out["text"])
         return {"answer": out["text"], "caption": caption, "phrases": phrases,
                 "masks": [encode_rle(m) for m in out["masks"]]}

@@ -53,10 +53,12 @@ from projects.desa2va.common.masks import (MaskDecodeError, decode_segmentation,
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.mevis_revos import RefVOSDataset  # noqa: E402
 from projects.desa2va.datasets.ref_ytvos import DAVIS17Dataset, RefYTVOSDataset  # noqa: E402
-from projects.desa2va.datasets.template import SampleError, referring_question  # noqa: E402
+from projects.desa2va.datasets.template import SampleError  # noqa: E402
+from projects.desa2va.inference.video import predict_video  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, audit_ground_truth, init_distributed,  # noqa: E402
-                                                load_model, parse_overrides, percent, print_table,
-                                                run_and_merge, save_video_vis, vis_name, write_outputs)
+                                                load_model, mean_scores, parse_overrides, print_table,
+                                                run_and_merge, save_video_vis, video_question as question,
+                                                vis_name, write_outputs)
 from projects.desa2va.evaluation.metrics import j_and_f, pixel_accuracy, robustness  # noqa: E402
 from projects.desa2va.evaluation.submission import write_submission  # noqa: E402
 
@@ -83,30 +85,13 @@ DATASETS = {
                        "mask_dict_foreground.json"),
 }
 TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
-# Ref-SAV: the release's layout (videos with SA-V masklets and long/short captions), read by RefSAVDataset
-REFSAV_DEFAULTS = ("data/video_datas/sam_v_full", "data/video_datas/ref_sav_val.json")
-
-
-def question(expression: str) -> str:
-    return referring_question(expression, video=True)  # ReVOS reasoning questions are asked as they are
-
-
-def _scores(rs, prefix: str, keys) -> dict:
-    """Means over expressions x100 (J&F = (J + F) / 2); an expression without scores counts as 0."""
-    if not rs:
-        return {}
-    out = {f"{prefix}{k}": percent(np.mean([r.get(k, 0.0) for r in rs])) for k in keys}
-    out[f"{prefix}J&F"] = (out[f"{prefix}J"] + out[f"{prefix}F"]) / 2
-    return out
-
-
 def summarize(records, revos: bool, robustness_scored: bool = True) -> dict:
     out = {"num_expressions": len(records), "num_failed": sum(1 for r in records if "error" in r)}
     if not revos:
-        out.update(_scores(records, "", ("J", "F")))
+        out.update(mean_scores(records, "", ("J", "F")))
         return out
     keys = ("J", "F", "A", "R") if robustness_scored else ("J", "F", "A")
-    parts = {t: _scores([r for r in records if r.get("type_id", 0) == t], f"{name}/", keys)
+    parts = {t: mean_scores([r for r in records if r.get("type_id", 0) == t], f"{name}/", keys)
              for t, name in TYPE_NAMES.items()}
     for p in parts.values():
         out.update(p)
@@ -171,6 +156,8 @@ def main(argv=None) -> dict:
                         "in <work_dir>/vis")
     a = p.parse_args(argv)
     if a.dataset == "REFSAV":
+        from projects.desa2va.evaluation.refsav_eval import evaluate_refsav
+
         return evaluate_refsav(a, p)
     bench = DATASETS[a.dataset]
     root = a.data_root or bench.data_root
@@ -227,7 +214,7 @@ def main(argv=None) -> dict:
         outs = [None] * len(items)
         if error is None:  # all expressions of the video in one call: one SAM-2 state, features once
             try:
-                outs = model.predict_video([question(it["expressions"][0]["exp"]) for it in items], frames)
+                outs = predict_video(model, [question(it["expressions"][0]["exp"]) for it in items], frames)
             except Exception as ex:
                 error = f"{type(ex).__name__}: {ex}"
         results = []
@@ -304,79 +291,6 @@ def save_vis(n: int, ds, by_video: dict, records, work_dir) -> None:
         pred = np.stack([decode_segmentation(m, h, w) for m in r["masks"]])
         save_video_vis(work_dir, vis_name(vid, r["exp_id"], r["exp"]), frames, pred, gt,
                        f"{r['exp']}" + (f" (J&F {(r['J'] + r['F']) / 2:.2f})" if "J" in r else ""))
-
-
-def evaluate_refsav(a, parser) -> dict:
-    """Ref-SAV: every object asked with its long and with its short caption, on every annotated frame
-    (`--data_root` = the SA-V video folder, `--expression_file` = the annotation json)."""
-    from projects.desa2va.datasets.ref_sav import RefSAVDataset
-
-    video_folder = a.data_root or REFSAV_DEFAULTS[0]
-    ann = a.expression_file or REFSAV_DEFAULTS[1]
-    for path in (ann, video_folder, a.model_path):
-        if not os.path.exists(path):
-            parser.error(f"not found: {path}")
-    work_dir = a.work_dir or os.path.join("work_dirs", "eval", "refsav")
-    ds = RefSAVDataset(annotation_file=ann, video_folder=video_folder, model_path=os.path.join(a.model_path, "mllm"),
-                       on_bad_sample="raise")
-    index = {ds.items[i]["vid"]: i for i in range(len(ds))}
-    videos = sorted(index)[:a.limit]
-    rank, world, device = init_distributed()
-    model = load_model(a.model_path, device, **parse_overrides(a.override))
-
-    def evaluate(vid):
-        _, frames, objs = ds.eval_item(index[vid])
-        asks = [(obj_id, kind, text, gt) for obj_id, gt, long, short in objs
-                for kind, text in (("long", long), ("short", short))]
-        try:
-            outs = model.predict_video([question(t) for _, _, t, _ in asks], frames)
-            error = None
-        except Exception as ex:
-            outs, error = [None] * len(asks), f"{type(ex).__name__}: {ex}"
-        results = []
-        for (obj_id, kind, text, gt), out in zip(asks, outs):
-            rec = {"vid": vid, "obj_id": obj_id, "caption": kind, "exp": text}
-            err = error
-            pred = None
-            if out is not None:
-                rec["answer"] = out["text"]
-                pred, err = (out["masks"][0], None) if out["masks"] else (None, "no [SEG] in the answer")
-            if pred is None:
-                pred = np.zeros_like(gt)
-            if err:
-                rec["error"] = err
-            if not gt.any():
-                rec["gt_empty"] = True
-            rec["J"], rec["F"] = j_and_f(list(pred), list(gt))
-            rec["masks"] = [encode_rle(m) for m in pred]
-            results.append(rec)
-        return {"expressions": results}
-
-    merged = run_and_merge(videos, evaluate, work_dir, rank, world, a.resume, "REFSAV")
-    if rank != 0:
-        return {}
-    records = []
-    for v in merged:
-        if "expressions" in v:
-            records += [{"key": f"{r['vid']}/{r['obj_id']}/{r['caption']}", **r} for r in v["expressions"]]
-            continue
-        for obj_id in ds.items[index[v["key"]]]["objects"]:  # the video itself failed: nothing is dropped
-            records += [{"key": f"{v['key']}/{obj_id}/{kind}", "vid": v["key"], "obj_id": obj_id, "caption": kind,
-                         "error": v["error"]} for kind in ("long", "short")]
-    failed_videos = [v["key"] for v in merged if "expressions" not in v]
-    metrics = {"num_expressions": len(records), "num_failed": sum(1 for r in records if "error" in r),
-               "failed_videos": len(failed_videos)}
-    for kind in ("long", "short", None):
-        metrics.update(_scores([r for r in records if kind is None or r["caption"] == kind],
-                               f"{kind or 'overall'}/", ("J", "F")))
-    write_outputs(work_dir, records, metrics)  # kept even when the audit below stops the script
-    scored = [r for r in records if "J" in r]
-    empty = audit_ground_truth([(r["key"], [f"{r['vid']} object {r['obj_id']}"], not r.get("gt_empty"))
-                                for r in scored], f"the SA-V masklets of {ann}")["empty"]
-    metrics.update(num_empty_gt=len(empty), empty_gt=empty)
-    write_outputs(work_dir, records, metrics)
-    print_table(f"REFSAV ({work_dir})", {k: v for k, v in metrics.items() if not isinstance(v, list)})
-    return metrics
 
 
 if __name__ == "__main__":

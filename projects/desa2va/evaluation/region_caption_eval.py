@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from projects.desa2va.common.masks import decode_segmentation  # noqa: E402
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
+from projects.desa2va.inference.video import predict  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
                                                 parse_overrides, percents, print_table, run_and_merge,
                                                 write_outputs)
@@ -69,7 +70,7 @@ def main(argv=None) -> dict:
         im = images[ann["image_id"]]
         image = open_image(os.path.join(a.image_folder, im["file_name"]), key)
         mask = region_mask(ann, image.height, image.width)
-        answer = model.predict(QUESTION, image=image, region_masks=[mask])["text"]
+        answer = predict(model, QUESTION, image=image, region_masks=[mask])["text"]
         return {"image_id": ann["image_id"], "answer": answer.replace("<|im_end|>", "").strip(),
                 "reference": ann["caption"]}
 

@@ -26,6 +26,7 @@ if __package__ in (None, ""):
 
 from projects.desa2va.datasets.base import open_image, read_json  # noqa: E402
 from projects.desa2va.datasets.video_io import open_video, read_frames, segment_indices  # noqa: E402
+from projects.desa2va.inference.video import predict  # noqa: E402
 from projects.desa2va.evaluation.common import (add_override_arg, init_distributed, load_model,  # noqa: E402
                                                 parse_overrides, percent, print_table, run_and_merge,
                                                 write_outputs)
@@ -90,7 +91,7 @@ def main(argv=None) -> dict:
             media = {"frames": [open_image(os.path.join(a.image_folder, f), key) for f in d["frames"]]}
         else:
             media = {"image": open_image(os.path.join(a.image_folder, d["image"]), key)}
-        answer = model.predict(question, **media)["text"]
+        answer = predict(model, question, **media)["text"]
         if choices:
             gt = d["answer"].strip()
             gt = gt if gt in LETTERS[:len(choices)] else LETTERS[choices.index(gt)]

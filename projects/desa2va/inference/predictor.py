@@ -22,9 +22,12 @@ import numpy as np
 import torch
 
 from ..datasets.template import referring_question
-from ..models.checkpoint_io import CheckpointError
-from ..models.desa2va import SAVED_CONFIG, DeSa2VAModel
+from ..models.builder import load_pretrained
+from ..models.checkpoint_io import SAVED_CONFIG, CheckpointError
+from ..models.desa2va import DeSa2VAModel
+from .image import predict_image
 from .media import DEFAULT_MAX_PIXELS, InputError, is_video, load_image, load_video
+from .video import predict, predict_video
 
 History = List[Tuple[str, str]]
 
@@ -39,8 +42,8 @@ class Prediction:
 
 class DeSa2VAPredictor:
     def __init__(self, model: DeSa2VAModel, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
-        if model.mode == "text_pretrain":
-            raise ValueError("a stage-1 (text_pretrain) model does not answer questions; load a stage-2 or Sa2VA model")
+        if model.stage == 1:
+            raise ValueError("a stage-1 (text pre-training) model does not answer questions; load a stage-2 or Sa2VA model")
         self.model = model.eval()
         self.max_pixels = max_pixels
 
@@ -61,7 +64,7 @@ class DeSa2VAPredictor:
             raise CheckpointError(f"{folder} is not a saved DeSa2VA/Sa2VA model folder (no {SAVED_CONFIG}){hint}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
-        return cls(DeSa2VAModel.from_pretrained(folder, torch_dtype=dtype, device=device, **overrides), max_pixels)
+        return cls(load_pretrained(folder, torch_dtype=dtype, device=device, **overrides), max_pixels)
 
     # ------------------------------------------------------------------ public API
     def chat(self, media, text: str, history: Optional[History] = None) -> Prediction:
@@ -72,7 +75,7 @@ class DeSa2VAPredictor:
         if is_video(media):
             out = self._video([text], media, history)[0]
         else:
-            out = self.model.predict(text, image=load_image(media, self.max_pixels), history=history)
+            out = predict(self.model, text, image=load_image(media, self.max_pixels), history=history)
         return Prediction(out["text"], out["masks"], text, history + [(text, out["text"])])
 
     def segment(self, media, text: Union[str, Sequence[str]]) -> Union[Prediction, List[Prediction]]:
@@ -89,7 +92,7 @@ class DeSa2VAPredictor:
             preds = [Prediction(o["text"], o["masks"], q) for o, q in zip(self._video(qs, media), qs)]
         else:
             qs = [referring_question(t) for t in texts]
-            outs = self.model.predict_image(qs, load_image(media, self.max_pixels))
+            outs = predict_image(self.model, qs, load_image(media, self.max_pixels))
             preds = [Prediction(o["text"], o["masks"], q) for o, q in zip(outs, qs)]
         return preds[0] if single else preds
 
@@ -107,4 +110,4 @@ class DeSa2VAPredictor:
         if len(frames) == 1:
             warnings.warn(f"video {frames.source} has a single frame: it is segmented as a one-frame clip "
                           "(masks (1, H, W)); pass it as an image for image inference", stacklevel=3)
-        return self.model.predict_video(questions, frames, history)
+        return predict_video(self.model, questions, frames, history)

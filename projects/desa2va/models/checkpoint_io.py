@@ -161,3 +161,90 @@ def write_safetensors_folder(state_dict: Mapping[str, torch.Tensor], folder: str
     total = sum(v.numel() * v.element_size() for v in state.values())
     with open(os.path.join(folder, INDEX_NAME), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)
+
+
+# ---------------------------------------------------------------------- the model's own formats
+SAVED_CONFIG = "desa2va_config.json"     # settings of a saved folder (format 'desa2va', version 2)
+HEADS_FILE = "heads.safetensors"         # the head's weights, head-relative names (seg_proj.*, decoupler.*, ...)
+STAGE1_PREFIXES = ("text_decoder.", "real_text_proj.")
+
+
+def head_relative(state_dict: Mapping[str, torch.Tensor], prefix: str = "head.") -> Dict[str, torch.Tensor]:
+    """Keys of a training checkpoint (`head.text_decoder.*`) or of a saved file (`text_decoder.*`), head-relative."""
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
+
+
+def load_stage1(head: nn.Module, path: str) -> None:
+    """D_txt and W_rt of `head` from a stage-1 file (`save_stage1`), a training checkpoint, a DeepSpeed
+    folder or a stage-1 work dir (its `last_checkpoint`); keys and shapes checked."""
+    sd = head_relative(read_training_checkpoint(path))
+    own = {k: v for k, v in head.state_dict().items() if k.startswith(STAGE1_PREFIXES)}
+    missing = sorted(set(own) - set(sd))
+    if missing:
+        raise CheckpointError(f"stage-1 checkpoint {path} lacks {len(missing)} text-decoder / Linear(Real-Text) "
+                              f"weight(s): {missing[:_SHOW]}")
+    w, mine = sd["real_text_proj.proj.weight"], own["real_text_proj.proj.weight"]
+    if w.shape != mine.shape:
+        raise CheckpointError(f"stage-1 checkpoint {path} is from another model size: its Linear(Real-Text) maps "
+                              f"{w.shape[1]} -> {w.shape[0]}, this model's maps {mine.shape[1]} -> {mine.shape[0]}")
+    bad = [k for k in own if sd[k].shape != own[k].shape]
+    if bad:
+        raise CheckpointError(f"stage-1 checkpoint {path} has other shapes for {bad[:_SHOW]}")
+    head.load_state_dict({k: sd[k] for k in own}, strict=False)
+
+
+def load_sa2va_projection(projection: nn.Module, folder: str) -> None:
+    """Sa2VA's projection (`seg_proj.*` of an imported folder's heads file, tools/import_sa2va.py) into
+    `projection` (a Sa2VAProjection)."""
+    from safetensors.torch import load_file
+
+    path = os.path.join(folder, HEADS_FILE)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} not found: sa2va_init must be a folder written by tools/import_sa2va.py")
+    own = projection.state_dict()
+    src = {k[len("seg_proj."):]: v for k, v in load_file(path).items() if k.startswith("seg_proj.")}
+    if set(src) != set(own) or any(src[k].shape != own[k].shape for k in own):
+        raise CheckpointError(f"{path}: Sa2VA projection {sorted((k, tuple(v.shape)) for k, v in src.items())} does "
+                              f"not fit this model's {sorted((k, tuple(v.shape)) for k, v in own.items())}")
+    projection.load_state_dict(src)
+
+
+def write_model_folder(model: nn.Module, folder: str) -> None:
+    """A self-contained folder: `mllm/` (InternVL2.5 format, LoRA merged, tokenizer with the grounding
+    tokens), `sam2_config.yaml` + `sam2.pt`, `heads.safetensors`, `desa2va_config.json` (the settings)."""
+    from safetensors.torch import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    model.mllm.save_pretrained(os.path.join(folder, "mllm"))
+    model.grounding.save_pretrained(folder)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+              os.path.join(folder, HEADS_FILE), metadata={"format": "pt"})
+    with open(os.path.join(folder, SAVED_CONFIG), "w") as f:
+        json.dump({"format": "desa2va", "version": 2, "model": model.settings}, f, indent=2, sort_keys=True)
+
+
+def read_folder_settings(folder: str) -> Dict:
+    """The saved settings of a folder (`write_model_folder` or tools/import_sa2va.py), with its `imported_from`."""
+    path = os.path.join(folder, SAVED_CONFIG)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} not found: not a saved DeSa2VA folder")
+    with open(path) as f:
+        saved = json.load(f)
+    if saved.get("format") != "desa2va" or saved.get("version") not in (1, 2):
+        raise CheckpointError(f"{path}: format {saved.get('format')!r} version {saved.get('version')!r} is not a "
+                              "DeSa2VA folder (format 'desa2va', version 1 or 2)")
+    return saved
+
+
+def load_heads(head: nn.Module, folder: str, what: str) -> None:
+    """The folder's heads file into `head`, every key used and filled (`what` names the arm in errors)."""
+    from safetensors.torch import load_file
+
+    path = os.path.join(folder, HEADS_FILE)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"weights file not found: {path}")
+    heads, own = load_file(path), head.state_dict()
+    missing, unexpected = sorted(set(own) - set(heads)), sorted(set(heads) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match {what}: missing {missing[:_SHOW]}, unexpected {unexpected[:_SHOW]}")
+    head.load_state_dict(heads, strict=True)

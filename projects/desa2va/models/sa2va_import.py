@@ -1,15 +1,15 @@
-"""Import a released Sa2VA Hugging Face folder into the project's saved-model format, in `sa2va` mode.
+"""Import a released Sa2VA Hugging Face folder into the project's saved-model format, as the sa2va arm.
 
 Source (a Sa2VA-1B/4B release folder):
   config.json        InternVL chat config (`vision_config`, `llm_config`, `template`, image geometry)
   *.safetensors      `vision_model.*`, `mlp1.*`, `language_model.*` (InternVL2.5 names),
                      `grounding_encoder.sam2_model.<SAM-2 keys>`, `text_hidden_fcs.{0,2}.{weight,bias}`
   tokenizer files    already holding [SEG], <p>, </p>, <vp>, </vp>
-Target (what `DeSa2VAModel.from_pretrained` / `DeSa2VAPredictor.from_pretrained` read):
+Target (what `builder.load_pretrained` / `DeSa2VAPredictor.from_pretrained` read):
   mllm/              InternVL2.5-format folder (config.json, model.safetensors, tokenizer)
   sam2_config.yaml + sam2.pt     the SAM-2 model with Sa2VA's fine-tuned decoder
   heads.safetensors  `seg_proj.text_hidden_fcs.*`
-  desa2va_config.json            mode `sa2va`, Sa2VA's inference settings (first 5 frames as key frames,
+  desa2va_config.json            stage 2, decouple False, Sa2VA's inference settings (first 5 frames as key frames,
                                  no reprompt, no system message), and where the weights came from
 
 Strict both ways: a source key no target takes, or a target key no source key fills, is an error that
@@ -26,7 +26,9 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..common import special_tokens as st
-from .checkpoint_io import CheckpointError, check_state_dict, read_safetensors_folder, write_safetensors_folder
+from .builder import SA2VA_INFERENCE, resolve_settings
+from .checkpoint_io import (SAVED_CONFIG, CheckpointError, check_state_dict, read_safetensors_folder,
+                            write_safetensors_folder)
 
 MLLM_PREFIXES = ("vision_model.", "mlp1.", "language_model.")
 SAM2_PREFIX = "grounding_encoder.sam2_model."
@@ -36,8 +38,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.json", "merges.txt", "tokenizer.model")
 DEFAULT_SAM2_CONFIG = "configs/sam2/sam2_hiera_l.yaml"  # Sa2VA's SAM-2 (Hiera-L, the sam2 package config)
 CHATML_TEMPLATES = ("qwen_chat", "internvl2_5")
-# Sa2VA's inference: the first five frames as key frames, no refinement, no system message in the prompt.
-SA2VA_SETTINGS = dict(mode="sa2va", keyframes="first", num_keyframes=5, reprompt_iters=0, system_prompt=None)
+# The sa2va arm with Sa2VA's inference settings (builder.SA2VA_INFERENCE) and no system message.
+SA2VA_SETTINGS = dict(stage=2, decouple=False, **SA2VA_INFERENCE, system_prompt=None)
 
 
 def _read_config(src: str) -> Dict[str, Any]:
@@ -87,13 +89,19 @@ def split_state(state: Dict[str, torch.Tensor], src: str):
     return mllm, sam2, heads
 
 
+def resolve_settings_for_folder(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The complete settings of the written folder (what `builder.load_pretrained` reads)."""
+    placeholders = {"mllm": {"model_path": "mllm"}, "grounding": {"model_config": "sam2_config.yaml"}}
+    full = resolve_settings({**settings, **placeholders})
+    return {k: v for k, v in full.items() if k not in placeholders}
+
+
 def import_sa2va(src: str, out: str, sam2_config: str = DEFAULT_SAM2_CONFIG,
                  hydra_overrides=(), settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Convert `src` into `out`; returns a summary (tensor counts per part). `settings` override
     SA2VA_SETTINGS in the written desa2va_config.json."""
     from transformers import AutoTokenizer
 
-    from .desa2va import SAVED_CONFIG
     from .grounding import SAM2Grounding
     from .mllm import InternVLMLLM
 
@@ -151,7 +159,7 @@ def import_sa2va(src: str, out: str, sam2_config: str = DEFAULT_SAM2_CONFIG,
               metadata={"format": "pt"})
     model_settings = {**SA2VA_SETTINGS, **(settings or {})}
     with open(os.path.join(out, SAVED_CONFIG), "w") as f:
-        json.dump({"format": "desa2va", "version": 1, "model": model_settings,
+        json.dump({"format": "desa2va", "version": 2, "model": resolve_settings_for_folder(model_settings),
                    "imported_from": {"format": "sa2va", "path": os.path.abspath(src), "template": cfg["template"],
                                      "sam2_config": sam2_config}}, f, indent=2, sort_keys=True)
     return {"mllm_tensors": len(mllm_state), "sam2_tensors": len(sam2_state), "head_tensors": len(heads),

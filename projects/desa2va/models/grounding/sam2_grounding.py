@@ -21,58 +21,15 @@ from __future__ import annotations
 
 import copy
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ...common.image_processing import ImageLike, sam2_frames
-from ..checkpoint_io import CheckpointError, load_state_dict_strict, read_torch_checkpoint
-
-VIDEO_PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
-
-
-def resolve_config(config: str) -> str:
-    """A yaml path, a name in this package's configs/ ('sam2_tiny.yaml'), or a sam2 package config
-    name ('configs/sam2/sam2_hiera_l.yaml')."""
-    local = os.path.join(CONFIG_DIR, config)
-    if os.path.isfile(config):
-        return config
-    if os.path.isfile(local):
-        return local
-    return config
-
-
-def build_sam2_model(config: str, checkpoint: Optional[str] = None, overrides: Sequence[str] = ()) -> nn.Module:
-    """Instantiate SAM-2 from a config and load `{"model": state_dict}` strictly."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    import sam2  # noqa: F401  (registers sam2's hydra config module)
-
-    path = resolve_config(config)
-    if os.path.isfile(path):
-        cfg = OmegaConf.load(path)
-        if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
-    else:
-        from hydra import compose
-
-        try:
-            cfg = compose(config_name=path, overrides=list(overrides))
-        except Exception as e:
-            raise CheckpointError(f"SAM-2 config {config!r} is neither a file nor a config of the sam2 "
-                                  f"package (e.g. 'configs/sam2/sam2_hiera_l.yaml'): {e}") from e
-    OmegaConf.resolve(cfg)
-    cfg.model._target_ = VIDEO_PREDICTOR
-    model = instantiate(cfg.model, _recursive_=True)
-    if checkpoint is not None:
-        load_state_dict_strict(model, read_torch_checkpoint(checkpoint, key="model"), source=checkpoint)
-    model.resolved_config = cfg  # what save_pretrained writes next to the weights
-    return model
+from .build import build_sam2_model
+from .video_memory import VideoMemory
 
 
 @dataclass
@@ -93,20 +50,7 @@ class DecoderOutput:
     mask_token: torch.Tensor           # (N, 256) SAM output token of the returned mask
 
 
-class LazySAM2Frames:
-    """Frames preprocessed for SAM-2 on access, one at a time, on CPU (what the video state reads)."""
-
-    def __init__(self, frames: Sequence[ImageLike], size: int):
-        self.frames, self.size = frames, size
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return sam2_frames([self.frames[i]], self.size)[0]
-
-
-class SAM2Grounding(nn.Module):
+class SAM2Grounding(VideoMemory, nn.Module):
     """SAM-2 with prompt-token decoding and video propagation.
 
     Args:
@@ -209,101 +153,3 @@ class SAM2Grounding(nn.Module):
                                       high_res_features=high_res)
         return DecoderOutput(low_res_logits=masks.float(), iou_pred=iou.float(),
                              object_score_logits=obj.float(), mask_token=tokens[:, 0])
-
-    # ------------------------------------------------------------------ video
-    def init_video_state(self, frames, video_size: Tuple[int, int], offload_state_to_cpu: bool = False) -> dict:
-        """A SAM2VideoPredictor inference state over `frames` (indexable, item i -> (3, S, S) CPU tensor).
-
-        Same fields as sam2's `init_state`, which only accepts a path; frames stay on CPU and are moved
-        to the device one at a time when their features are computed.
-        """
-        m = self.sam2_model
-        device = m.device
-        return {
-            "images": frames, "num_frames": len(frames), "offload_video_to_cpu": True,
-            "offload_state_to_cpu": offload_state_to_cpu, "video_height": int(video_size[0]),
-            "video_width": int(video_size[1]), "device": device,
-            "storage_device": torch.device("cpu") if offload_state_to_cpu else device,
-            "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {}, "constants": {},
-            "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(), "obj_ids": [],
-            "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
-        }
-
-    def video_features(self, features: FrameFeatures, images: torch.Tensor,
-                       frame_indices: Sequence[int]) -> Dict[int, Tuple[torch.Tensor, Dict[str, Any]]]:
-        """Features from `encode_frames` (row i = frame `frame_indices[i]`, `images` the encoded (T, 3, S, S))
-        in the form of SAM-2's video-state cache, {frame: (image, backbone_out)}, so propagation does
-        not encode those frames again (the high-resolution levels projected as SAM-2's forward_image does)."""
-        m = self.sam2_model
-        out = {}
-        for row, f in enumerate(frame_indices):
-            fpn = [level[row:row + 1] for level in features.fpn]
-            if m.use_high_res_features_in_sam:
-                fpn[0] = m.sam_mask_decoder.conv_s0(fpn[0])
-                fpn[1] = m.sam_mask_decoder.conv_s1(fpn[1])
-            out[int(f)] = (images[row:row + 1].to(m.device).float(),
-                           {"backbone_fpn": fpn, "vision_pos_enc": [p[row:row + 1] for p in features.pos]})
-        return out
-
-    @torch.inference_mode()
-    def propagate_iter(self, frames, video_size: Tuple[int, int],
-                       key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]],
-                       key_features: Optional[Mapping[int, Tuple[torch.Tensor, Dict[str, Any]]]] = None
-                       ) -> Iterator[Tuple[int, List[int], torch.Tensor]]:
-        """Yield (frame_idx, obj_ids, logits (n_obj, H, W)) for every frame exactly once.
-
-        key_frame_masks: {obj_id: {frame_idx: mask}} with masks (h, w) bool or logits (> 0 is
-        foreground) at any resolution. Forward from the earliest key frame to the end, then backward
-        from it to frame 0, through SAM-2's memory. key_features (`video_features`): frames already
-        encoded, used instead of encoding them again.
-        """
-        if not key_frame_masks or not all(key_frame_masks.values()):
-            raise ValueError("propagate needs at least one key-frame mask for every object")
-        if isinstance(frames, torch.Tensor):
-            frames = frames.cpu()
-        elif not (isinstance(frames, (list, tuple)) and len(frames) and isinstance(frames[0], torch.Tensor)):
-            frames = LazySAM2Frames(frames, self.image_size)  # (reading frames[0] of a lazy video would decode it)
-        m = self.sam2_model
-        was_training = m.training
-        m.eval()  # SAM-2's track_step keeps object scores (needed by the video state) only in eval mode
-        try:
-            yield from self._propagate(m, frames, video_size, key_frame_masks, key_features or {})
-        finally:
-            m.train(was_training)
-
-    def _propagate(self, m, frames, video_size, key_frame_masks, key_features):
-        state = self.init_video_state(frames, video_size)
-        by_frame: Dict[int, List[Tuple[Any, torch.Tensor]]] = {}
-        for obj_id, per_frame in key_frame_masks.items():
-            for f, mask in per_frame.items():
-                if not 0 <= f < len(frames):
-                    raise ValueError(f"key frame {f} of object {obj_id} is outside the video (0..{len(frames) - 1})")
-                by_frame.setdefault(int(f), []).append((obj_id, mask))
-        # Frame by frame: SAM-2 caches the image features of the latest frame, so each key frame is
-        # encoded at most once for all its objects (object by object it would be encoded once per object).
-        # Features already computed (key_features) are put in SAM-2's feature cache, which it replaces by
-        # the latest frame's on a miss: refilled before each use (adding masks, consolidating them).
-        for f in sorted(by_frame):
-            state["cached_features"] = dict(key_features)
-            for obj_id, mask in by_frame[f]:
-                m.add_new_mask(state, frame_idx=f, obj_id=obj_id, mask=(mask > 0).cpu())
-        state["cached_features"] = dict(key_features)
-        start = min(f for per_frame in key_frame_masks.values() for f in per_frame)
-        for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=False):
-            yield f, list(obj_ids), masks[:, 0]
-        if start > 0:
-            for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=True):
-                if f != start:
-                    yield f, list(obj_ids), masks[:, 0]
-
-    def propagate(self, frames, video_size: Tuple[int, int],
-                  key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]],
-                  key_features: Optional[Mapping[int, Tuple[torch.Tensor, Dict[str, Any]]]] = None) -> torch.Tensor:
-        """(n_obj, T, H, W) bool masks, objects in the order of key_frame_masks."""
-        n_frames = len(frames)
-        out = torch.zeros(len(key_frame_masks), n_frames, *video_size, dtype=torch.bool)
-        order = {obj_id: i for i, obj_id in enumerate(key_frame_masks)}
-        for f, obj_ids, logits in self.propagate_iter(frames, video_size, key_frame_masks, key_features):
-            for j, obj_id in enumerate(obj_ids):
-                out[order[obj_id], f] = logits[j].cpu() > 0
-        return out

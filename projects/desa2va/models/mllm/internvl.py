@@ -25,21 +25,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-from transformers.cache_utils import DynamicCache
 
 from ...common import special_tokens as st
-from ...common.image_processing import region_token_cells
-from ...common.internvl_config import ConfigError, read_internvl_config
+from ...common.internvl_config import ConfigError, ImageGeometry, read_internvl_config
 from ...common.tokenizer import add_grounding_tokens
 from ..checkpoint_io import CheckpointError, check_state_dict, read_safetensors_folder
+from .generation import GenerationOutput, greedy_generate
 from .intern_vit import InternVisionConfig, InternVisionModel
+from .saving import merged_state_dict, save_mllm_folder
+from .visual_prompts import ImageTokenMismatchError, region_tokens
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ImageTokenMismatchError(ValueError):
-    """The number of `<IMG_CONTEXT>` tokens does not match the visual tokens provided."""
 
 
 @dataclass
@@ -48,13 +45,6 @@ class MLLMOutput:
     seg_hidden: torch.Tensor            # (n_seg, d) last-layer states at [SEG] input positions, batch order
     seg_batch_index: torch.Tensor       # (n_seg,) sample index of each row of seg_hidden
     hidden_states: Optional[torch.Tensor] = None  # (B, L, d) when requested
-
-
-@dataclass
-class GenerationOutput:
-    text: str                           # decoded answer, special tokens kept ([SEG] visible), eos removed
-    token_ids: List[int]                # generated ids, eos removed
-    seg_hidden: torch.Tensor            # (n_seg, d), one row per generated [SEG], in order
 
 
 def default_attn_implementation() -> str:
@@ -140,6 +130,7 @@ class InternVLMLLM(nn.Module):
         self.select_layer = int(config.get("select_layer", -1))
         self.tile_size = int(config.get("force_image_size") or vcfg.image_size)
         self.num_image_token = int((self.tile_size // vcfg.patch_size) ** 2 * self.downsample_ratio ** 2)
+        self.geometry = ImageGeometry.from_config(config)  # tiling of images and frames (one place)
         vit_out = vcfg.hidden_size * int(1 / self.downsample_ratio) ** 2
         d = llm_cfg.hidden_size
         self.vision_model = InternVisionModel(vcfg)
@@ -234,41 +225,14 @@ class InternVLMLLM(nn.Module):
             w.requires_grad_(True)
             self._row_hooks.append(w.register_hook(lambda g, m=mask: g * m.to(g.device, g.dtype)))
 
-    # ------------------------------------------------------------------ saving
-    @torch.no_grad()
+    # ------------------------------------------------------------------ saving (saving.py)
     def merged_state_dict(self) -> Dict[str, torch.Tensor]:
         """Weights in the InternVL2.5 checkpoint layout with LoRA merged; the model is not modified."""
-        from peft.tuners.lora import LoraLayer
-
-        out = {f"vision_model.{k}": v for k, v in self.vision_model.state_dict().items()}
-        out.update({f"mlp1.{k}": v for k, v in self.mlp1.state_dict().items()})
-        lm = self.causal_lm
-        deltas = {f"{name}.weight": mod.get_delta_weight(mod.active_adapters[0])
-                  for name, mod in lm.named_modules() if isinstance(mod, LoraLayer) and mod.active_adapters}
-        for k, v in lm.state_dict().items():
-            if ".lora_" in k:
-                continue
-            clean = k.replace(".base_layer.", ".")
-            out[f"language_model.{clean}"] = v + deltas[clean].to(v.dtype) if clean in deltas else v
-        return out
+        return merged_state_dict(self)
 
     def save_pretrained(self, folder: str) -> None:
-        """An InternVL2.5-format folder (config.json, model.safetensors, tokenizer with the grounding
-        tokens) that `InternVLMLLM(folder)` loads strictly, LoRA merged."""
-        import copy
-        import json
-        import os
-
-        from ..checkpoint_io import write_safetensors_folder
-
-        os.makedirs(folder, exist_ok=True)
-        state = self.merged_state_dict()
-        config = copy.deepcopy(self.config)
-        config["llm_config"]["vocab_size"] = int(state["language_model.model.embed_tokens.weight"].shape[0])
-        write_safetensors_folder(state, folder)
-        with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
-        self.tokenizer.save_pretrained(folder)
+        """An InternVL2.5-format folder that `InternVLMLLM(folder)` loads strictly, LoRA merged."""
+        save_mllm_folder(self, folder)
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -335,30 +299,9 @@ class InternVLMLLM(nn.Module):
         vis = self.extract_visual_tokens(pixel_values).to(embeds.dtype)
         embeds = embeds.masked_scatter(ctx.unsqueeze(-1), vis.reshape(-1, vis.shape[-1]))
         if bool(in_region.any()):
-            embeds = embeds.masked_scatter(in_region.unsqueeze(-1), self._region_tokens(vis, in_region, num_tiles,
-                                                                                        region_masks))
+            embeds = embeds.masked_scatter(in_region.unsqueeze(-1), region_tokens(vis, in_region, num_tiles,
+                                                                                   region_masks, self.num_image_token))
         return embeds
-
-    def _region_tokens(self, vis, in_region, num_tiles, region_masks) -> torch.Tensor:
-        grid = int(round(self.num_image_token ** 0.5))
-        if num_tiles is None or region_masks is None:
-            raise ImageTokenMismatchError("region tokens (<vp> ... </vp>) need num_tiles and region_masks")
-        first_tile = [sum(num_tiles[:b]) for b in range(len(num_tiles))]
-        feats = []
-        for b, n in enumerate(in_region.sum(1).tolist()):
-            if n == 0:
-                continue
-            masks = region_masks[b]
-            if masks is None or num_tiles[b] != 1:
-                raise ImageTokenMismatchError(f"sample {b}: region tokens need region_masks and exactly one tile "
-                                              f"(got {num_tiles[b]})")
-            tile = vis[first_tile[b]].reshape(grid, grid, -1)
-            cells = [torch.from_numpy(region_token_cells(m.cpu().numpy(), grid)).to(tile.device) for m in masks]
-            if sum(int(c.sum()) for c in cells) != n:
-                raise ImageTokenMismatchError(f"sample {b}: {n} region tokens but its {len(cells)} region mask(s) "
-                                              f"cover {sum(int(c.sum()) for c in cells)} cells of the {grid}x{grid} grid")
-            feats += [tile[c] for c in cells]
-        return torch.cat(feats)
 
     # ------------------------------------------------------------------ training forward
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
@@ -388,34 +331,8 @@ class InternVLMLLM(nn.Module):
                           hidden_states=h if return_hidden_states else None)
 
     # ------------------------------------------------------------------ generation
-    @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, pixel_values: Optional[torch.Tensor] = None,
                  max_new_tokens: int = 128, region_masks: Optional[Sequence[torch.Tensor]] = None
                  ) -> GenerationOutput:
-        """Greedy decoding of one prompt (input_ids (1, L)) with a KV cache."""
-        if input_ids.dim() != 2 or input_ids.shape[0] != 1:
-            raise ValueError(f"generate takes one prompt, input_ids of shape (1, L); got {tuple(input_ids.shape)}")
-        backbone, head = self.causal_lm.model, self.causal_lm.lm_head
-        embed = self.get_input_embeddings()
-        cache = DynamicCache()
-        n_tiles = [0 if pixel_values is None else int(pixel_values.shape[0])]
-        h = backbone(inputs_embeds=self.build_inputs_embeds(input_ids, pixel_values, n_tiles,
-                                                            None if region_masks is None else [region_masks]),
-                     past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
-        tokens: List[int] = []
-        seg_states: List[torch.Tensor] = []
-        eos = set(self.eos_token_ids)
-        for _ in range(max_new_tokens):
-            nxt = int(head(h).argmax(-1))
-            if nxt in eos:
-                break
-            tokens.append(nxt)
-            if nxt != self.seg_token_id and len(tokens) == max_new_tokens:
-                break  # no further state needed
-            ids = torch.tensor([[nxt]], device=input_ids.device)
-            h = backbone(inputs_embeds=embed(ids), past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
-            if nxt == self.seg_token_id:
-                seg_states.append(h[0])
-        seg = torch.stack(seg_states) if seg_states else h.new_zeros(0, self.hidden_size)
-        text = self.tokenizer.decode(tokens, skip_special_tokens=False)
-        return GenerationOutput(text=text, token_ids=tokens, seg_hidden=seg)
+        """Greedy decoding of one prompt (input_ids (1, L)) with a KV cache (`generation.greedy_generate`)."""
+        return greedy_generate(self, input_ids, pixel_values, max_new_tokens, region_masks)

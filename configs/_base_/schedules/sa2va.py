@@ -1,4 +1,4 @@
-# AdamW with linear warm-up then cosine decay to 0 (Sa2VA: lr 4e-5, betas (0.9, 0.999), wd 0.05, clip 1.0,
+# Sa2VA's schedule. AdamW with linear warm-up then cosine decay to 0 (Sa2VA: lr 4e-5, betas (0.9, 0.999), wd 0.05, clip 1.0,
 # 5% warm-up). No weight decay on norms, biases and embedding rows (the grounding-token rows train with
 # the rest frozen; decay would still shrink the frozen ones).
 max_iters = 1000

@@ -2,7 +2,7 @@
 # A config that changes max_iters sets train_cfg and param_scheduler again (warmup_cosine).
 from projects.desa2va.config_builders import warmup_cosine
 
-_base_ = ["runtime.py", "schedule.py"]
+_base_ = ["sa2va.py", "../runtime.py"]  # (its hooks refine the runtime's)
 
 max_iters = 600
 optim_wrapper = dict(type="OptimWrapper", _delete_=True,

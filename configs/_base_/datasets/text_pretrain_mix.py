@@ -1,0 +1,8 @@
+# Stage 1: (frame, mask, text) triples from every segmentation dataset of the Sa2VA mix that names its
+# objects (METHOD.md 3.1): the referring and GCG datasets, each seen through the text pre-training view
+# (one random frame per video item, objects visible on it).
+_base_ = ["sa2va_mix.py"]
+train_dataloader = dict(
+    batch_size=8, sampler=dict(batch_size=8),
+    dataset=dict(datasets=[{{_base_.seg_datasets}}, {{_base_.gcg_datasets}}], view="text_pretrain"),
+)

@@ -1,0 +1,4 @@
+# The Sa2VA control arm of configs/desa2va_tiny.py on the CPU (same models, data and schedule).
+_base_ = ["desa2va_tiny.py"]
+
+model = dict(decouple=False)

@@ -1,0 +1,104 @@
+"""The segmentation heads: from `[SEG]` states h to mask logits, each owning its projections and decoders.
+
+Every head maps (grounding, frame features, h (N, d), frame index (N,)) to a `HeadOutput`: named
+low-res logits (N, 1, 4e, 4e), the name of the one inference outputs (`final`), and the visual prompt
+z_vis that reprompt refinement feeds to SAM-2's own decoder. The model has no per-arm branches.
+
+- `Sa2VAHead` (METHOD.md 1, the control arm): z = MLP(h) -> SAM-2's decoder -> {'mask'}.
+- `DecoupledHead` (3.2): z_txt = W_t h -> D_txt (a copy of SAM-2's decoder, from stage 1),
+  z_vis = W_v h -> D_vis (SAM-2's own decoder, also the video memory's) -> fusion -> {'text', 'visual',
+  'fused'}; W_rt (Linear(Real-Text)) rides along as the frozen alignment teacher.
+- `TextPretrainHead` (3.1): D_txt and W_rt, trained on text-derived point prompts; saves what
+  `DecoupledHead` loads.
+State-dict names (`seg_proj.`, `decoupler.`, `text_decoder.`, `real_text_proj.`, `fusion.`) are those of
+the saved folders' `heads.safetensors`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from .decoupler import Decoupler, RealTextProjection, Sa2VAProjection
+from .fusion import MaskFusion
+from .text_prompts import mask_peak_points, text_prompt_tokens
+
+
+@dataclass
+class HeadOutput:
+    logits: Dict[str, torch.Tensor]   # name -> (N, 1, h, w)
+    final: str                        # the logits inference outputs
+    z_vis: torch.Tensor               # (N, 256) sparse prompt of SAM-2's own decoder
+    z_txt: Optional[torch.Tensor] = None
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.logits[self.final]
+
+
+class Sa2VAHead(nn.Module):
+    branch_weights = {"mask": 1.0}
+
+    def __init__(self, hidden_size: int, prompt_dim: int):
+        super().__init__()
+        self.seg_proj = Sa2VAProjection(hidden_size, prompt_dim)
+
+    def forward(self, grounding, feats, h: torch.Tensor, frame_index: torch.Tensor) -> HeadOutput:
+        z = self.seg_proj(h)
+        return HeadOutput({"mask": grounding.decode(feats, z, frame_index).low_res_logits}, "mask", z)
+
+
+class TextPretrainHead(nn.Module):
+    """D_txt (an independent copy of SAM-2's decoder) and W_rt; K = `num_text_points` point tokens."""
+
+    def __init__(self, grounding, hidden_size: int, num_text_points: int):
+        super().__init__()
+        self._text_branch(grounding, hidden_size, num_text_points)
+
+    def _text_branch(self, grounding, hidden_size: int, num_text_points: int) -> None:
+        self.text_decoder = grounding.copy_mask_decoder()
+        self.real_text_proj = RealTextProjection(hidden_size, grounding.prompt_dim)
+        self.num_text_points = num_text_points
+
+    def decode_text(self, grounding, feats, r: torch.Tensor, frame_index: torch.Tensor,
+                    points: Optional[torch.Tensor] = None, drop: Optional[torch.Tensor] = None):
+        """D_txt on prompt tokens built from r (N, 256) and optional points; returns SAM-2's DecoderOutput."""
+        tokens = text_prompt_tokens(grounding.sam2_model.sam_prompt_encoder, r, points, drop, self.num_text_points)
+        return grounding.decode(feats, tokens, frame_index, decoder=self.text_decoder)
+
+
+class DecoupledHead(TextPretrainHead):
+    def __init__(self, grounding, hidden_size: int, num_text_points: int, fusion: str, visual_proj: str,
+                 text_weight: float, visual_weight: float, fused_weight: float):
+        nn.Module.__init__(self)
+        self.decoupler = Decoupler(hidden_size, grounding.prompt_dim, visual_proj)  # (initialised first, as before)
+        self._text_branch(grounding, hidden_size, num_text_points)
+        self.real_text_proj.requires_grad_(False)  # a frozen teacher in stage 2
+        self.fusion = MaskFusion(fusion, grounding.prompt_dim)
+        self.branch_weights = {"text": text_weight, "visual": visual_weight, "fused": fused_weight}
+
+    def forward(self, grounding, feats, h: torch.Tensor, frame_index: torch.Tensor) -> HeadOutput:
+        z_t, z_v = self.decoupler(h)
+        # D_txt sees z_txt in the token layout stage 1 trains it on when the points are dropped
+        out_t = self.decode_text(grounding, feats, z_t, frame_index)
+        out_v = grounding.decode(feats, z_v, frame_index)
+        fused = self.fusion(out_t.low_res_logits, out_v.low_res_logits, z_t, z_v, out_t.iou_pred, out_v.iou_pred)
+        return HeadOutput({"text": out_t.low_res_logits, "visual": out_v.low_res_logits, "fused": fused}, "fused",
+                          z_v, z_t)
+
+
+def reprompt(grounding, feats, z_v: torch.Tensor, frame_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """One refinement (METHOD.md 3.3): dense prompt = current logits, one positive point at the mask's
+    distance-transform peak, sparse token z_vis, through SAM-2's own decoder; objects with an empty mask
+    keep their logits."""
+    pts, valid = mask_peak_points(logits[:, 0] > 0)
+    if not bool(valid.any()):
+        return logits
+    scale = grounding.image_size / logits.shape[-1]
+    coords = (pts * scale)[:, None].to(logits.device)
+    labels = torch.where(valid, 1, -1)[:, None].to(device=logits.device, dtype=torch.int32)
+    new = grounding.decode(feats, z_v, frame_index, point_coords=coords, point_labels=labels,
+                           mask_logits=logits).low_res_logits
+    return torch.where(valid.to(logits.device)[:, None, None, None], new, logits)
