@@ -68,6 +68,21 @@ def test_merged_mllm_folder_loads_on_its_own(make_mllm, tmp_path):
         assert torch.allclose(m(ids).seg_hidden, again(ids).seg_hidden, atol=1e-4)
 
 
+@pytest.mark.parametrize("arm", ["sa2va", "desa2va"])
+def test_a_version_1_folder_still_loads(save_tiny_model, tmp_path, arm):
+    """Folders written before the builder recorded `mode` and every constructor argument, the alignment
+    weight 0.5 among them, but no stage-1 path."""
+    folder = save_tiny_model(tmp_path / "m", arm=arm, reprompt_iters=0, keyframes="first", max_new_tokens=7)
+    path = os.path.join(folder, "desa2va_config.json")
+    saved = json.load(open(path))
+    v1 = {k: v for k, v in saved["model"].items() if k not in ("stage", "decouple", "stage1_checkpoint")}
+    v1.update(mode=arm, fusion="gate", align_weight=0.5, visual_proj="linear", num_text_points=3)  # all args
+    json.dump({"format": "desa2va", "version": 1, "model": v1}, open(path, "w"))
+    m = load_pretrained(folder)
+    assert (m.stage, m.decouple, m.keyframes, m.max_new_tokens) == (2, arm == "desa2va", "first", 7)
+    assert type(m.head).__name__ == {"sa2va": "Sa2VAHead", "desa2va": "DecoupledHead"}[arm]
+
+
 def test_errors_name_the_folder(tmp_path):
     with pytest.raises(CheckpointError, match="desa2va_config.json not found"):
         load_pretrained(str(tmp_path))

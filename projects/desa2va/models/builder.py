@@ -146,11 +146,13 @@ def build_from_config(**cfg) -> DeSa2VAModel:
 
 
 def settings_from_v1(model: Dict[str, Any]) -> Dict[str, Any]:
-    """Version-1 folders recorded `mode` and every constructor argument; keep what the arm reads."""
+    """Version-1 folders recorded `mode` and every constructor argument (the ignored ones too) but not the
+    stage-1 path; keep what the arm reads. Their `align_weight` is dropped: the alignment is a training term,
+    its teacher W_rt is in the folder's heads, and no stage-1 path is left to check it against."""
     m = dict(model)
     mode = m.pop("mode", "desa2va")
     stage, decouple = (1, True) if mode == "text_pretrain" else (2, mode == "desa2va")
-    allowed = ARMS[arm_name(stage, decouple)]
+    allowed = set(ARMS[arm_name(stage, decouple)]) - {"align_weight"}
     return {"stage": stage, "decouple": decouple, **{k: v for k, v in m.items() if k in allowed}}
 
 
