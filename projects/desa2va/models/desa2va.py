@@ -146,14 +146,13 @@ class DeSa2VAModel(BaseModel):
         rows, frame_rows, targets, frames = self._object_rows(data, samples, offsets)
         feats = self.encode(frames)
         h = out.seg_hidden
-        head = self.head(self.grounding, feats, h[rows], frame_rows)
+        head = self.head(self.grounding, feats, h, frame_rows, rows)
         seg = segmentation_losses(head.logits, self.head.branch_weights, targets, w, self.points)
-        first = next(iter(seg))
-        seg[first] = seg[first] + zero
+        seg[f"loss_{head.final}_bce"] = seg[f"loss_{head.final}_bce"] + zero
         losses.update(seg)
         if not self.decouple:
             return losses
-        z_t, z_v = self.head.decoupler(h)  # per object (the head saw them per object and frame)
+        z_t, z_v = head.objects_z_txt, head.objects_z_vis  # per object
         if w.align > 0:
             texts = [(b, j, t) for b in samples for j, t in enumerate((data.get("object_texts") or [None] * bsz)[b] or [])
                      if t]

@@ -1,8 +1,10 @@
 """The segmentation heads: from `[SEG]` states h to mask logits, each owning its projections and decoders.
 
-Every head maps (grounding, frame features, h (N, d), frame index (N,)) to a `HeadOutput`: named
-low-res logits (N, 1, 4e, 4e), the name of the one inference outputs (`final`), and the visual prompt
-z_vis that reprompt refinement feeds to SAM-2's own decoder. The model has no per-arm branches.
+Every head maps (grounding, frame features, h (n, d), frame index (N,), rows (N,) or None) to a
+`HeadOutput`: named low-res logits (N, 1, 4e, 4e) of the N (object, frame) pairs (object rows[i] of h on
+frame frame_index[i]; rows None: N = n, one per object), the name of the one inference outputs (`final`),
+and the prompts, per object and per row (z_vis is what reprompt refinement feeds to SAM-2's own decoder).
+Projections run once per object, then are gathered per row. The model has no per-arm branches.
 
 - `Sa2VAHead` (METHOD.md 1, the control arm): z = MLP(h) -> SAM-2's decoder -> {'mask'}.
 - `DecoupledHead` (3.2): z_txt = W_t h -> D_txt (a copy of SAM-2's decoder, from stage 1),
@@ -30,8 +32,9 @@ from .text_prompts import mask_peak_points, text_prompt_tokens
 class HeadOutput:
     logits: Dict[str, torch.Tensor]   # name -> (N, 1, h, w)
     final: str                        # the logits inference outputs
-    z_vis: torch.Tensor               # (N, 256) sparse prompt of SAM-2's own decoder
-    z_txt: Optional[torch.Tensor] = None
+    z_vis: torch.Tensor               # (N, 256) sparse prompt of SAM-2's own decoder, per row
+    objects_z_vis: torch.Tensor       # (n, 256) the same per object
+    objects_z_txt: Optional[torch.Tensor] = None  # (n, 256) text prompt per object (decoupled head)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -45,9 +48,11 @@ class Sa2VAHead(nn.Module):
         super().__init__()
         self.seg_proj = Sa2VAProjection(hidden_size, prompt_dim)
 
-    def forward(self, grounding, feats, h: torch.Tensor, frame_index: torch.Tensor) -> HeadOutput:
+    def forward(self, grounding, feats, h: torch.Tensor, frame_index: torch.Tensor,
+                rows: Optional[torch.Tensor] = None) -> HeadOutput:
         z = self.seg_proj(h)
-        return HeadOutput({"mask": grounding.decode(feats, z, frame_index).low_res_logits}, "mask", z)
+        zr = z if rows is None else z[rows]
+        return HeadOutput({"mask": grounding.decode(feats, zr, frame_index).low_res_logits}, "mask", zr, z)
 
 
 class TextPretrainHead(nn.Module):
@@ -79,14 +84,19 @@ class DecoupledHead(TextPretrainHead):
         self.fusion = MaskFusion(fusion, grounding.prompt_dim)
         self.branch_weights = {"text": text_weight, "visual": visual_weight, "fused": fused_weight}
 
-    def forward(self, grounding, feats, h: torch.Tensor, frame_index: torch.Tensor) -> HeadOutput:
+    def forward(self, grounding, feats, h: torch.Tensor, frame_index: torch.Tensor,
+                rows: Optional[torch.Tensor] = None) -> HeadOutput:
         z_t, z_v = self.decoupler(h)
+
+        def per_row(z):  # gathered at each use, so the gradients accumulate as they always have
+            return z if rows is None else z[rows]
         # D_txt sees z_txt in the token layout stage 1 trains it on when the points are dropped
-        out_t = self.decode_text(grounding, feats, z_t, frame_index)
-        out_v = grounding.decode(feats, z_v, frame_index)
-        fused = self.fusion(out_t.low_res_logits, out_v.low_res_logits, z_t, z_v, out_t.iou_pred, out_v.iou_pred)
+        out_t = self.decode_text(grounding, feats, per_row(z_t), frame_index)
+        out_v = grounding.decode(feats, per_row(z_v), frame_index)
+        fused = self.fusion(out_t.low_res_logits, out_v.low_res_logits, per_row(z_t), per_row(z_v), out_t.iou_pred,
+                            out_v.iou_pred)
         return HeadOutput({"text": out_t.low_res_logits, "visual": out_v.low_res_logits, "fused": fused}, "fused",
-                          z_v, z_t)
+                          per_row(z_v), z_v, z_t)
 
 
 def reprompt(grounding, feats, z_v: torch.Tensor, frame_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
