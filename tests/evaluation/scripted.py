@@ -68,10 +68,8 @@ def install(module, script: dict, monkeypatch=None, delay: float = 0.0) -> Scrip
     from projects.desa2va.evaluation import common, refsav_eval
 
     model = ScriptedModel(script, delay)
-    patches = []
-    for target in {id(m): m for m in (module, common, refsav_eval)}.values():
-        if target is module or (target is refsav_eval and module.__name__.endswith("ref_vos_eval")):
-            patches.append((target, "load_model", lambda path, device, **overrides: model))
+    patches = [(m, "load_model", lambda path, device, **overrides: model) for m in {module, refsav_eval}]
+    for target in {module, common, refsav_eval}:
         if hasattr(target, "predict"):
             patches.append((target, "predict", lambda m, *a, **k: m.predict(*a, **k)))
         if hasattr(target, "predict_video"):

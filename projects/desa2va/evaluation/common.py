@@ -13,9 +13,11 @@ import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..datasets.template import referring_question
 from ..inference.video import predict
 from .sharding import merge, run_shard
 
@@ -133,15 +135,11 @@ def audit_ground_truth(entries: Sequence[Tuple[str, Sequence[str], Optional[bool
 
 def video_question(expression: str) -> str:
     """The question asked for a video referring expression (ReVOS reasoning questions as they are)."""
-    from ..datasets.template import referring_question
-
     return referring_question(expression, video=True)
 
 
 def mean_scores(rs, prefix: str, keys) -> dict:
     """Means over expressions x100 (J&F = (J + F) / 2); an expression without scores counts as 0."""
-    import numpy as np
-
     if not rs:
         return {}
     out = {f"{prefix}{k}": percent(np.mean([r.get(k, 0.0) for r in rs])) for k in keys}

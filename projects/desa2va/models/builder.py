@@ -22,7 +22,6 @@ from typing import Any, Dict, Mapping
 
 from ..common.chat_template import INTERNVL2_5_SYSTEM
 from .checkpoint_io import load_heads, load_sa2va_projection, load_stage1, read_folder_settings
-from .decoupler import Sa2VAProjection
 from .desa2va import DeSa2VAModel
 from .grounding import SAM2Grounding
 from .heads import DecoupledHead, Sa2VAHead, TextPretrainHead
@@ -134,8 +133,7 @@ def build_model(cfg: Mapping[str, Any], load_checkpoints: bool = True) -> DeSa2V
                                  s["text_weight"], s["visual_weight"], s["fused_weight"])
             if load_checkpoints and s["stage1_checkpoint"]:
                 load_stage1(head, s["stage1_checkpoint"])
-            if load_checkpoints and s["sa2va_init"]:
-                assert isinstance(head.decoupler.vision_proj, Sa2VAProjection)
+            if load_checkpoints and s["sa2va_init"]:  # visual_proj='sa2va_mlp', checked above
                 load_sa2va_projection(head.decoupler.vision_proj, s["sa2va_init"])
     return DeSa2VAModel(settings, mllm, grounding, head, data_preprocessor=dict(cfg).get("data_preprocessor"))
 

@@ -3,7 +3,7 @@
 Every head maps (grounding, frame features, h (n, d), frame index (N,), rows (N,) or None) to a
 `HeadOutput`: named low-res logits (N, 1, 4e, 4e) of the N (object, frame) pairs (object rows[i] of h on
 frame frame_index[i]; rows None: N = n, one per object), the name of the one inference outputs (`final`),
-and the prompts, per object and per row (z_vis is what reprompt refinement feeds to SAM-2's own decoder).
+and the prompts per object (`z_vis` per row is what reprompt refinement feeds to SAM-2's own decoder).
 Projections run once per object, then are gathered per row. The model has no per-arm branches.
 
 - `Sa2VAHead` (METHOD.md 1, the control arm): z = MLP(h) -> SAM-2's decoder -> {'mask'}.
@@ -32,13 +32,18 @@ from .text_prompts import mask_peak_points, text_prompt_tokens
 class HeadOutput:
     logits: Dict[str, torch.Tensor]   # name -> (N, 1, h, w)
     final: str                        # the logits inference outputs
-    z_vis: torch.Tensor               # (N, 256) sparse prompt of SAM-2's own decoder, per row
-    objects_z_vis: torch.Tensor       # (n, 256) the same per object
+    objects_z_vis: torch.Tensor       # (n, 256) sparse prompt of SAM-2's own decoder, per object
     objects_z_txt: Optional[torch.Tensor] = None  # (n, 256) text prompt per object (decoupled head)
+    rows: Optional[torch.Tensor] = None           # (N,) object of each row; None: one row per object
 
     @property
     def mask(self) -> torch.Tensor:
         return self.logits[self.final]
+
+    @property
+    def z_vis(self) -> torch.Tensor:
+        """(N, 256) z_vis per row (what reprompt feeds to SAM-2's decoder)."""
+        return self.objects_z_vis if self.rows is None else self.objects_z_vis[self.rows]
 
 
 class Sa2VAHead(nn.Module):
@@ -52,7 +57,7 @@ class Sa2VAHead(nn.Module):
                 rows: Optional[torch.Tensor] = None) -> HeadOutput:
         z = self.seg_proj(h)
         zr = z if rows is None else z[rows]
-        return HeadOutput({"mask": grounding.decode(feats, zr, frame_index).low_res_logits}, "mask", zr, z)
+        return HeadOutput({"mask": grounding.decode(feats, zr, frame_index).low_res_logits}, "mask", z, rows=rows)
 
 
 class TextPretrainHead(nn.Module):
@@ -96,7 +101,7 @@ class DecoupledHead(TextPretrainHead):
         fused = self.fusion(out_t.low_res_logits, out_v.low_res_logits, per_row(z_t), per_row(z_v), out_t.iou_pred,
                             out_v.iou_pred)
         return HeadOutput({"text": out_t.low_res_logits, "visual": out_v.low_res_logits, "fused": fused}, "fused",
-                          per_row(z_v), z_v, z_t)
+                          z_v, z_t, rows)
 
 
 def reprompt(grounding, feats, z_v: torch.Tensor, frame_index: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

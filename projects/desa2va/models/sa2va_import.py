@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..common import special_tokens as st
-from .builder import SA2VA_INFERENCE, resolve_settings
+from .builder import SA2VA_INFERENCE
 from .checkpoint_io import (SAVED_CONFIG, CheckpointError, check_state_dict, read_safetensors_folder,
                             write_safetensors_folder)
 
@@ -87,13 +87,6 @@ def split_state(state: Dict[str, torch.Tensor], src: str):
         raise CheckpointError(f"{src}: Sa2VA projection must be exactly {list(HEAD_KEYS)}; missing {missing}, "
                               f"unexpected {extra}")
     return mllm, sam2, heads
-
-
-def resolve_settings_for_folder(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """The complete settings of the written folder (what `builder.load_pretrained` reads)."""
-    placeholders = {"mllm": {"model_path": "mllm"}, "grounding": {"model_config": "sam2_config.yaml"}}
-    full = resolve_settings({**settings, **placeholders})
-    return {k: v for k, v in full.items() if k not in placeholders}
 
 
 def import_sa2va(src: str, out: str, sam2_config: str = DEFAULT_SAM2_CONFIG,
@@ -159,7 +152,7 @@ def import_sa2va(src: str, out: str, sam2_config: str = DEFAULT_SAM2_CONFIG,
               metadata={"format": "pt"})
     model_settings = {**SA2VA_SETTINGS, **(settings or {})}
     with open(os.path.join(out, SAVED_CONFIG), "w") as f:
-        json.dump({"format": "desa2va", "version": 2, "model": resolve_settings_for_folder(model_settings),
+        json.dump({"format": "desa2va", "version": 2, "model": model_settings,
                    "imported_from": {"format": "sa2va", "path": os.path.abspath(src), "template": cfg["template"],
                                      "sam2_config": sam2_config}}, f, indent=2, sort_keys=True)
     return {"mllm_tensors": len(mllm_state), "sam2_tensors": len(sam2_state), "head_tensors": len(heads),

@@ -128,9 +128,8 @@ class InternVLMLLM(nn.Module):
         self.downsample_ratio = float(config.get("downsample_ratio", 0.5))
         self.ps_version = config.get("ps_version", "v2")
         self.select_layer = int(config.get("select_layer", -1))
-        self.tile_size = int(config.get("force_image_size") or vcfg.image_size)
-        self.num_image_token = int((self.tile_size // vcfg.patch_size) ** 2 * self.downsample_ratio ** 2)
         self.geometry = ImageGeometry.from_config(config)  # tiling of images and frames (one place)
+        self.tile_size, self.num_image_token = self.geometry.tile_size, self.geometry.num_image_token
         vit_out = vcfg.hidden_size * int(1 / self.downsample_ratio) ** 2
         d = llm_cfg.hidden_size
         self.vision_model = InternVisionModel(vcfg)
