@@ -48,6 +48,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=common.RESULTS_DIR)
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     a = p.parse_args(argv)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one DataLoader worker = one process, one thread
     tmp = tempfile.mkdtemp()
     try:
@@ -65,6 +66,7 @@ def main(argv=None) -> dict:
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        torch.set_num_threads(threads)  # the caller's (tests run in one process)
     summary = (f"image {a.size}px ({result['image_tiles']} tiles + 1024 px SAM frame): "
                f"{result['image_samples_per_s']} samples/s; video 5 frames: {result['video_clips_per_s']} clips/s")
     common.write_result("data_throughput", result, a.out, summary, not a.no_record, "cpu, 1 thread per worker")

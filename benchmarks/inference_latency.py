@@ -96,7 +96,7 @@ def profiled_query(model, frames, device) -> Dict[str, float]:
     g = model.grounding
     timer.on_function(video_inference, "generate_answer", "MLLM (tiles, prefill, decoding)")
     timer.on_function(g, "encode_frames", "SAM-2 image encoder")
-    timer.on_function(model, "decode_objects", "decoders (+ reprompt)")
+    timer.on_function(model, "decode_objects_full", "decoders (+ reprompt)")
     timer.on_function(g, "propagate", "video state (propagation)")
     try:
         timer.active = True

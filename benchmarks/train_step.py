@@ -139,7 +139,8 @@ def profile_step(model, optim, data, device) -> Dict[str, float]:
     for mod in ("seg_proj", "decoupler", "fusion", "real_text_proj"):
         if hasattr(model.head, mod):
             timer.on_module(getattr(model.head, mod), "decoders")
-    for fn in ("sample_logits_and_targets", "sigmoid_bce", "dice_loss", "focal_loss", "iou_prediction_loss"):  # as imported there
+    # as imported there
+    for fn in ("sample_logits_and_targets", "sigmoid_bce", "dice_loss", "focal_loss", "whole_mask_iou"):
         timer.on_function(dm, fn, "losses")
     model.text_encoder.cache.clear()
     try:

@@ -5,7 +5,9 @@ _base_ = ["_base_/models/text_pretrain.py", "_base_/datasets/synthetic.py", "_ba
 
 pretrained = "pretrained/tiny"
 model = dict(mllm=dict(model_path=pretrained + "/InternVL2_5-tiny", torch_dtype="float32"),
-             grounding=dict(model_config="sam2_tiny.yaml", checkpoint=pretrained + "/sam2_tiny.pt"), num_points=1024)
+             grounding=dict(model_config="sam2_tiny.yaml", checkpoint=pretrained + "/sam2_tiny.pt",
+                            mask_selection="single"),  # as desa2va_tiny.py decodes D_txt (see there)
+             num_points=1024)
 train_dataloader = dict(dataset=dict(_delete_=True, type="MixedDataset", view="text_pretrain", datasets=[dict(
     type="RefCOCODataset", data_root="data/synthetic/refcoco", image_folder="data/synthetic/refcoco/images",
     split="train")], common=dict(model_path=pretrained + "/InternVL2_5-tiny", sam_size=256)))

@@ -13,9 +13,16 @@ pretrained = "pretrained/tiny"
 # random-initialised: its decoder never learned dense mask prompts and its memory never learned to track
 # (SAM-2's pre-training teaches the real ones), so no reprompt refinement (it took image cIoU from 0.33 to
 # 0.05) and every frame of the 8-frame synthetic clips is a key frame (propagation took J&F from 0.36 to 0.23).
+# The quickstart's figures were measured with only the grounding-token embedding rows training, every object once
+# and the ground truth sampled at full resolution (not the 1B/4B recipe's full embeddings, 5 objects per sample
+# and logits-size ground truth, Sa2VA's),
+# and with SAM-2's single-mask output: the tiny SAM-2's IoU head is random, so Sa2VA's best-IoU choice among
+# the three multimask outputs would be arbitrary (the real SAM-2's IoU head is trained; 1B/4B use best_iou).
 model = dict(mllm=dict(model_path=pretrained + "/InternVL2_5-tiny", torch_dtype="float32", gradient_checkpointing=False,
-                       lora=dict(r=64, lora_alpha=128, lora_dropout=0.0)),
-             grounding=dict(model_config="sam2_tiny.yaml", checkpoint=pretrained + "/sam2_tiny.pt"),
+                       lora=dict(r=64, lora_alpha=128, lora_dropout=0.0), train_embeddings="grounding_rows"),
+             gt_resolution="full", objects_per_sample=None,
+             grounding=dict(model_config="sam2_tiny.yaml", checkpoint=pretrained + "/sam2_tiny.pt",
+                            mask_selection="single"),
              stage1_checkpoint=None,  # e.g. "work_dirs/desa2va_text_pretrain_tiny"; None: D_txt from SAM-2
              num_points=1024, system_prompt=None, reprompt_iters=0, num_keyframes=8)
 max_iters = 1000

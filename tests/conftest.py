@@ -78,15 +78,15 @@ ARMS = {"desa2va": dict(stage=2, decouple=True), "sa2va": dict(stage=2, decouple
         "text_pretrain": dict(stage=1)}
 
 
-def tiny_model_cfg(tiny_mllm_path, tiny_sam2_ckpt, arm="desa2va", lora=None, **kwargs):
+def tiny_model_cfg(tiny_mllm_path, tiny_sam2_ckpt, arm="desa2va", lora=None, grounding_overrides=None, **kwargs):
     """The model config of `arm` on the tiny stand-ins (stage-2 defaults: no system prompt)."""
     if arm != "text_pretrain":
         kwargs.setdefault("system_prompt", None)
     mllm = dict(model_path=tiny_mllm_path)
     if lora:
         mllm["lora"] = lora
-    return dict(ARMS[arm], mllm=mllm, grounding=dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt),
-                **kwargs)
+    grounding = dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt, **(grounding_overrides or {}))
+    return dict(ARMS[arm], mllm=mllm, grounding=grounding, **kwargs)
 
 
 @pytest.fixture
@@ -221,11 +221,15 @@ def seg_model_folder(tmp_path_factory, tiny_mllm_path, tiny_sam2_ckpt):
     return folder
 
 
-def write_tiny_sa2va(folder, tiny_mllm_path, tiny_sam2_ckpt, seed=0, drop=(), extra=None, max_shard_bytes=2_000_000):
-    """A tiny folder in the layout of a released Sa2VA checkpoint: InternVL chat config.json (Sa2VA
-    architecture, `template`), sharded safetensors with vision_model / mlp1 / language_model /
-    grounding_encoder.sam2_model / text_hidden_fcs keys, a tokenizer holding the grounding tokens.
-    `drop`: source keys to leave out; `extra`: {key: tensor} to add."""
+def write_tiny_sa2va(folder, tiny_mllm_path, tiny_sam2_ckpt, seed=0, drop=(), extra=None, max_shard_bytes=2_000_000,
+                     template="qwen_chat", llm_arch="Qwen2ForCausalLM"):
+    """A tiny folder in the layout of a released Sa2VA checkpoint, as Sa2VA's hf/convert_to_hf.py writes one
+    (checked against it with benchmarks/sa2va_parity.py --make-tiny-release): config.json of
+    Sa2VAChatConfig (`architectures` ['Sa2VAChatModel'], `auto_map`, `template`, the LLM's `vocab_size` =
+    len(tokenizer)), sharded safetensors with vision_model / mlp1 / language_model /
+    grounding_encoder.sam2_model / text_hidden_fcs keys, SAM-2's memory-encoder layer scales named
+    `g_weight` (convert_to_hf.py's rename of `.gamma`), a tokenizer holding the grounding tokens, and the
+    modeling `*.py` files (never run). `drop`: source keys to leave out; `extra`: {key: tensor} to add."""
     import json
     import shutil
 
@@ -237,7 +241,7 @@ def write_tiny_sa2va(folder, tiny_mllm_path, tiny_sam2_ckpt, seed=0, drop=(), ex
     state = mllm.merged_state_dict()
     sam2 = read_torch_checkpoint(tiny_sam2_ckpt)
     sam2 = sam2.get("model", sam2)
-    state.update({f"grounding_encoder.sam2_model.{k}": v for k, v in sam2.items()})
+    state.update({f"grounding_encoder.sam2_model.{k.replace('.gamma', '.g_weight')}": v for k, v in sam2.items()})
     d = mllm.hidden_size
     state.update({"text_hidden_fcs.0.weight": torch.randn(d, d) / d ** 0.5, "text_hidden_fcs.0.bias": torch.randn(d) * 0.1,
                   "text_hidden_fcs.2.weight": torch.randn(256, d) / d ** 0.5, "text_hidden_fcs.2.bias": torch.randn(256) * 0.1})
@@ -251,12 +255,14 @@ def write_tiny_sa2va(folder, tiny_mllm_path, tiny_sam2_ckpt, seed=0, drop=(), ex
         cfg = json.load(f)
     cfg["llm_config"]["vocab_size"] = int(state["language_model.model.embed_tokens.weight"].shape[0]) \
         if "language_model.model.embed_tokens.weight" in state else cfg["llm_config"]["vocab_size"]
-    cfg.update(architectures=["Sa2VAChatModel"], model_type="sa2va_chat", template="qwen_chat",
+    cfg["llm_config"]["architectures"] = [llm_arch]
+    cfg.update(architectures=["Sa2VAChatModel"], model_type="sa2va_chat", template=template, pad2square=False,
                auto_map={"AutoConfig": "configuration_sa2va_chat.Sa2VAChatConfig",
-                         "AutoModel": "modeling_sa2va_chat.Sa2VAChatModel"})
+                         "AutoModel": "modeling_sa2va_chat.Sa2VAChatModel",
+                         "AutoModelForCausalLM": "modeling_sa2va_chat.Sa2VAChatModel"})
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    for py in ("modeling_sa2va_chat.py", "configuration_sa2va_chat.py"):  # remote code we never run
+    for py in ("modeling_sa2va_chat.py", "configuration_sa2va_chat.py", "sam2.py", "templates.py"):  # never run
         with open(os.path.join(folder, py), "w") as f:
             f.write("raise RuntimeError('remote code must not run')\n")
     shutil.copy(os.path.join(tiny_mllm_path, "generation_config.json"), folder) \

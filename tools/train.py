@@ -49,6 +49,30 @@ def missing_paths(node, where="train_dataloader"):
     return out
 
 
+def prompt_mismatches(cfg) -> list:
+    """Datasets whose chat template or system message differ from the model's (stage 2): training would
+    teach one prompt and inference ask with another. Templates compare by format (qwen_chat = internvl2_5)."""
+    from projects.desa2va.common.chat_template import INTERNVL2_5_SYSTEM, get_template
+
+    model = cfg.get("model", {})
+    if model.get("stage", 2) == 1 or "train_dataloader" not in cfg:
+        return []
+    want = (get_template(model.get("chat_template", "internvl2_5")), model.get("system_prompt", INTERNVL2_5_SYSTEM))
+    ds = cfg.train_dataloader.get("dataset", {})
+    common = ds.get("common") or {}
+    out = []
+    flat = [d for g in ds.get("datasets") or [] for d in (g if isinstance(g, (list, tuple)) else [g])]
+    for i, d in enumerate(flat or [ds]):
+        got = {**common, **d}
+        have = (get_template(got.get("chat_template", "internvl2_5")), got.get("system", INTERNVL2_5_SYSTEM))
+        if have != want:
+            out.append(f"dataset {i} ({d.get('type')}): chat_template {got.get('chat_template', 'internvl2_5')!r}, "
+                       f"system {got.get('system', INTERNVL2_5_SYSTEM)!r} vs the model's chat_template "
+                       f"{model.get('chat_template', 'internvl2_5')!r}, system_prompt "
+                       f"{model.get('system_prompt', INTERNVL2_5_SYSTEM)!r}")
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # mmengine checkpoints hold non-tensors
@@ -71,6 +95,11 @@ def main(argv=None) -> int:
     missing = missing_paths(cfg.get("train_dataloader", {}))
     if missing:
         print("data paths not found (nothing was loaded):\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
+    mismatched = prompt_mismatches(cfg)
+    if mismatched:
+        print("the training prompts differ from the model's (set the datasets' common.chat_template / system as "
+              "model.chat_template / system_prompt):\n  " + "\n  ".join(mismatched), file=sys.stderr)
         return 2
     from projects.desa2va.engine import init_distributed_without_gpus, use_deepspeed
 

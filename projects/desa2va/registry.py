@@ -1,6 +1,7 @@
 """Registers the project's parts in mmengine's registries, so configs name them by string
 (`dict(type='DeSa2VAModel', ...)`: `models.builder.build_model`). Imported by configs through `custom_imports`."""
 from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS, MODELS
+from xtuner.dataset.samplers import LengthGroupedSampler
 
 from . import hooks  # noqa: F401  (registers TrainableWeightsCheckpointHook)
 from .datasets.base import collate
@@ -22,4 +23,5 @@ for _cls in (RefCOCODataset, RefVOSDataset, RefYTVOSDataset, DAVIS17Dataset, Ref
 
 
 DATA_SAMPLERS.register_module(module=KindGroupedSampler, force=True)
+DATA_SAMPLERS.register_module(module=LengthGroupedSampler, force=True)  # xtuner's (Sa2VA's), by modality_length
 FUNCTIONS.register_module(name="desa2va_collate", module=collate, force=True)

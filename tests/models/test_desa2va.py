@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from conftest import referring_batch, two_shapes
 from projects.desa2va.models.checkpoint_io import CheckpointError
 from projects.desa2va.inference import keyframe_indices, predict, predict_image, predict_video
-from projects.desa2va.models.heads import reprompt
 from projects.desa2va.models.text_prompts import text_prompt_tokens
 from projects.desa2va.models.fusion import MaskFusion
 from projects.desa2va.models.losses import dice_loss, sample_logits_and_targets, sigmoid_bce
@@ -106,9 +105,11 @@ def test_sa2va_mode_equals_a_direct_reference_computation(make_model):
     sparse, dense = sam.sam_prompt_encoder(points=(torch.zeros(2, 1, 2), -torch.ones(2, 1, dtype=torch.int32)),
                                            boxes=None, masks=None)
     sparse = torch.cat([sparse, z[:, None]], dim=1)
-    ref_logits = sam.sam_mask_decoder(image_embeddings=pix, image_pe=sam.sam_prompt_encoder.get_dense_pe(),
-                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                      multimask_output=False, repeat_image=False, high_res_features=high)[0]
+    masks3, iou3, _, _ = sam.sam_mask_decoder(image_embeddings=pix, image_pe=sam.sam_prompt_encoder.get_dense_pe(),
+                                              sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                              multimask_output=True, repeat_image=False, high_res_features=high)
+    # Sa2VA (mask_selection='best_iou'): of the three multimask outputs, the one with the highest predicted IoU
+    ref_logits = torch.stack([masks3[i, int(iou3[i].argmax())] for i in range(2)])[:, None]
     with torch.no_grad():
         ours = model.decode_objects(model.grounding.encode_frames(data["sam_images"][0]), out.seg_hidden,
                                     torch.zeros(2, dtype=torch.long))
@@ -135,6 +136,12 @@ def test_fusion_modes():
     gate = MaskFusion("gate")
     g = torch.sigmoid(gate.gate(torch.cat([z_t, z_v, s_t, s_v], -1)))[:, :, None, None]
     assert torch.allclose(gate(m_t, m_v, z_t, z_v, s_t, s_v), g * m_t + (1 - g) * m_v)
+    # the predicted IoUs enter the gate detached (METHOD.md 3.5): no gradient reaches the IoU heads through it
+    s_t.requires_grad_(True)
+    s_v.requires_grad_(True)
+    z_t.requires_grad_(True)
+    gate(m_t, m_v, z_t, z_v, s_t, s_v).sum().backward()
+    assert s_t.grad is None and s_v.grad is None and z_t.grad is not None
     with pytest.raises(ValueError, match="fusion mode"):
         MaskFusion("max")
 
@@ -154,10 +161,55 @@ def test_text_only_fusion_in_the_model_returns_the_text_mask(make_model):
                                     torch.ones(2, dtype=torch.bool), model.head.num_text_points)
         assert stage1.shape[1] == model.head.num_text_points + 1
         as_stage1 = model.grounding.decode(feats, stage1, fidx, decoder=model.head.text_decoder).low_res_logits
+        # the video memory's pointer comes from the decoder of the output: D_txt's token here
+        full = model.decode_objects_full(feats, h, fidx)
+        text_token = model.head.decode_text(model.grounding, feats, z_t, fidx).mask_token
     assert torch.equal(fused, text) and torch.equal(text, as_stage1)
+    assert torch.equal(full.mask_token, text_token)
 
 
-def test_reprompt_refines_and_is_a_no_op_when_off(make_model):
+def _peak_prompt_by_hand(logits):
+    """The reprompt point of a square blob, by hand: its centre pixel (distance-transform peak), in SAM-2
+    input pixels (x, y) for a 256 px SAM-2 and 64 x 64 logits."""
+    ys, xs = np.nonzero(logits[0].numpy() > 0)
+    return torch.tensor([[(xs.min() + xs.max()) / 2 * 4.0, (ys.min() + ys.max()) / 2 * 4.0]])
+
+
+def test_reprompt_refines_through_the_decoder_of_the_output(make_model):
+    """METHOD.md 3.5: the fused mask is refined by D_vis with z_vis and the peak as SAM-2's point prompt;
+    with fusion='text_only', by D_txt with the point in its stage-1 point-token slots; empty masks stay."""
+    from projects.desa2va.models.grounding import DecoderOutput
+
+    torch.manual_seed(0)
+    blob = torch.full((2, 1, 64, 64), -5.0)
+    blob[0, :, 10:31, 10:31] = 5.0  # object 0 has a mask (peak at its centre pixel (20, 20)), object 1 is empty
+    for fusion in ("gate", "text_only"):
+        model = make_model("desa2va", fusion=fusion, reprompt_iters=0).eval()
+        feats = model.grounding.encode_frames(torch.randn(1, 3, 256, 256))
+        h = torch.randn(2, model.mllm.hidden_size)
+        fidx = torch.zeros(2, dtype=torch.long)
+        g, head = model.grounding, model.head
+        with torch.no_grad():
+            out = head(g, feats, h, fidx)
+            start = DecoderOutput(blob, torch.zeros(2, 1), torch.ones(2, 1), torch.zeros(2, 256))
+            refined = head.reprompt(g, feats, out, fidx, start)
+            point = _peak_prompt_by_hand(blob[0])
+            z_t, z_v = head.decoupler(h)
+            if fusion == "text_only":
+                pe = g.sam2_model.sam_prompt_encoder
+                k = head.num_text_points
+                tokens = text_prompt_tokens(pe, z_t[:1], point[:, None].expand(1, k, 2), torch.zeros(1, dtype=torch.bool), k)
+                want = g.decode(feats, tokens, fidx[:1], mask_logits=blob[:1], decoder=head.text_decoder)
+            else:
+                want = g.decode(feats, z_v[:1], fidx[:1], point_coords=point[:, None],
+                                point_labels=torch.ones(1, 1, dtype=torch.int32), mask_logits=blob[:1])
+        torch.testing.assert_close(refined.low_res_logits[:1], want.low_res_logits)
+        torch.testing.assert_close(refined.mask_token[:1], want.mask_token)
+        assert not torch.allclose(refined.low_res_logits[0], blob[0])
+        assert torch.equal(refined.low_res_logits[1], blob[1]) and torch.equal(refined.mask_token[1], start.mask_token[1])
+
+
+def test_reprompt_is_a_no_op_when_off(make_model):
     model = make_model("desa2va", reprompt_iters=0).eval()
     feats = model.grounding.encode_frames(torch.randn(1, 3, 256, 256))
     h = torch.randn(2, model.mllm.hidden_size)
@@ -168,16 +220,32 @@ def test_reprompt_refines_and_is_a_no_op_when_off(make_model):
         ov = model.grounding.decode(feats, z_v, fidx)
         fused = model.head.fusion(ot.low_res_logits, ov.low_res_logits, z_t, z_v, ot.iou_pred, ov.iou_pred)
         assert torch.equal(model.decode_objects(feats, h, fidx, reprompt_iters=0), fused)
-        blob = torch.full((2, 1, 64, 64), -5.0)
-        blob[0, :, 10:30, 10:30] = 5.0  # object 0 has a mask, object 1 is empty
-        refined = reprompt(model.grounding, feats, z_v, fidx, blob)
-        assert not torch.allclose(refined[0], blob[0])
-        assert torch.equal(refined[1], blob[1])
-        # and through decode_objects: one iteration changes the fused logits wherever a mask exists
-        with_mask = fused.clone()
-        with_mask[:, :, 20:40, 20:40] = 5.0
-        changed = reprompt(model.grounding, feats, z_v, fidx, with_mask)
-        assert not torch.allclose(changed, with_mask)
+        assert not torch.equal(model.decode_objects(feats, h, fidx, reprompt_iters=1), fused)
+
+
+def test_objects_per_sample_repeats_or_cuts_to_exactly_five(make_model, monkeypatch):
+    """Sa2VA's check_obj_number: fewer objects are repeated in order and cut, more are a random subset; the
+    mask loss then sees exactly 5 (object, frame) rows per frame of every sample."""
+    model = make_model("sa2va", objects_per_sample=5)
+    assert model._objects_of(2) == [0, 1, 0, 1, 0] and model._objects_of(5) == [0, 1, 2, 3, 4]
+    seven = model._objects_of(7)
+    assert len(seven) == len(set(seven)) == 5 and set(seven) <= set(range(7))
+    assert make_model("sa2va")._objects_of(2) == [0, 1]  # None: every object once
+    seen = []
+    import projects.desa2va.models.desa2va as mod
+
+    real = mod.segmentation_losses
+    monkeypatch.setattr(mod, "segmentation_losses", lambda logits, bw, targets, *a: seen.append(
+        ([lg.shape[0] for lg in logits.values()], [t.shape[0] for t in targets])) or real(logits, bw, targets, *a))
+    data = _data(model, n_obj=(2, 1))
+    model(data, mode="loss")
+    assert seen == [([10], [5, 5])]
+    # the targets follow the repeated objects: sample 0's rows are objects 0, 1, 0, 1, 0
+    rows, _, targets, _ = model._object_rows(data, [0], [0], fixed=True)
+    assert rows.tolist() == [0, 1, 0, 1, 0]
+    assert torch.equal(targets[0][:, 0], data["masks"][0][[0, 1, 0, 1, 0], 0])
+    with pytest.raises(ValueError, match="objects_per_sample must be None or a positive int"):
+        make_model("sa2va", objects_per_sample=0)
 
 
 def test_seg_count_mismatch_names_the_sample(make_model):

@@ -157,6 +157,21 @@ def test_lora_trains_only_adapters_grounding_rows_and_projector(make_mllm):
     assert torch.equal(before[others], after[others]) and not torch.equal(before[m.seg_token_id], after[m.seg_token_id])
 
 
+def test_full_embeddings_train_with_lora_as_sa2va(make_mllm):
+    """Sa2VA's recipe (train_embeddings='full'): LoRA plus every row of the input embeddings and LM head."""
+    m = make_mllm(lora=dict(r=4, lora_alpha=8, lora_dropout=0.0), train_embeddings="full")
+    _backward(m)
+    others = torch.ones(len(m.tokenizer), dtype=torch.bool)
+    others[m.grounding_token_ids] = False
+    for emb in (m.get_input_embeddings(), m.causal_lm.get_output_embeddings()):
+        assert emb.weight.requires_grad and emb.weight.grad[others].abs().sum() > 0
+    assert not any(p.requires_grad for n, p in m.named_parameters() if ".layers." in n and "lora_" not in n)
+    frozen = make_mllm(lora=dict(r=4, lora_alpha=8, lora_dropout=0.0), train_embeddings="none")
+    assert not frozen.get_input_embeddings().weight.requires_grad
+    with pytest.raises(ValueError, match="train_embeddings must be one of"):
+        make_mllm(train_embeddings="rows")
+
+
 def test_freeze_switches(make_mllm):
     m = make_mllm(freeze_vision=False, freeze_projector=True)
     _backward(m)

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from projects.desa2va.models.losses import (dice_loss, focal_loss, iou_prediction_loss, mask_iou, point_sample,
+from projects.desa2va.models.losses import (dice_loss, focal_loss, point_sample,
                                             point_sample_masks,
                                             sample_logits_and_targets, sigmoid_bce, uncertain_points)
 
@@ -34,12 +34,27 @@ def test_focal_by_hand():
     assert math.isclose(focal_loss(torch.tensor([[1.0]]), torch.tensor([[0.0]])).item(), expected, rel_tol=1e-6)
 
 
-def test_iou_prediction_loss_by_hand():
-    logits = torch.tensor([[1.0, 1.0, -1.0, -1.0], [-1.0, -1.0, -1.0, -1.0]])
-    targets = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    assert torch.allclose(mask_iou(logits, targets), torch.tensor([1 / 3, 1.0]))  # both empty -> 1
-    loss = iou_prediction_loss(torch.tensor([0.5, 0.5]), logits, targets)
-    assert math.isclose(loss.item(), ((0.5 - 1 / 3) ** 2 + 0.5 ** 2) / 2, rel_tol=1e-6)
+def test_stage1_iou_target_is_the_whole_mask_iou_by_hand():
+    """METHOD.md 3.5: the IoU the stage-1 IoU head regresses to is that of the whole thresholded mask
+    (low-res logits upsampled to the ground truth's size) with the ground truth, not of sampled points."""
+    from types import SimpleNamespace
+
+    from projects.desa2va.models.objectives import LossWeights, PointSampling, stage1_losses, whole_mask_iou
+
+    logits = torch.full((3, 1, 4, 4), -8.0)
+    logits[0, 0, :2, :2] = 8.0  # the top-left quarter
+    logits[1, 0, :, :2] = 8.0   # the left half
+    gt = torch.zeros(3, 1, 8, 8, dtype=torch.bool)
+    gt[0, 0, :4, :8] = True     # the top half: IoU with the quarter = 16 / 32
+    gt[1, 0, :, :4] = True      # the left half: IoU 1
+    # object 2: both empty -> 1
+    iou = whole_mask_iou(logits, [gt[:2], gt[2:]])
+    assert torch.allclose(iou, torch.tensor([0.5, 1.0, 1.0]))
+    w = LossWeights(lm=0, bce=0, dice=0, align=0, orth=0, focal=0, pretrain_dice=0, iou=1.0)
+    pred = torch.tensor([[0.25], [0.75], [1.0]])
+    losses = stage1_losses(SimpleNamespace(low_res_logits=logits, iou_pred=pred), [gt[:2], gt[2:]], w,
+                           PointSampling(16, 3.0, 0.75))
+    assert math.isclose(losses["loss_text_iou"].item(), ((0.25 - 0.5) ** 2 + 0.25 ** 2 + 0) / 3, rel_tol=1e-6)
 
 
 def test_point_sample_is_bilinear_in_normalised_coordinates():
@@ -91,3 +106,23 @@ def test_gathered_mask_sampling_equals_grid_sample():
     assert torch.allclose(fast, point_sample(masks.float(), pts), atol=1e-5)
     soft = torch.rand(3, 1, 20, 20, generator=g)  # float masks too
     assert torch.allclose(point_sample_masks(soft, pts), point_sample(soft, pts), atol=1e-5)
+
+
+def test_ground_truth_at_the_logits_size_as_sa2va():
+    """gt_resolution='logits': the ground truth is nearest-resized to the logits' size before both are
+    point-sampled (Sa2VA's F.interpolate(gt, size=pred.shape[-2:], mode='nearest')). Expected: the same
+    points sampled from a mask resized by hand (every 4th pixel of a 4x larger mask)."""
+    from projects.desa2va.models.objectives import PointSampling
+
+    torch.manual_seed(0)
+    gt = torch.rand(2, 1, 32, 32) > 0.5
+    logits = torch.randn(2, 1, 8, 8)
+    by_hand = gt[:, :, ::4, ::4].float()  # torch nearest from 32 to 8 takes pixel floor(4 i)
+    torch.manual_seed(1)
+    lg, tg = PointSampling(64, 3.0, 0.75, "logits")(logits, [gt])
+    torch.manual_seed(1)
+    lg2, tg2 = PointSampling(64, 3.0, 0.75, "full")(logits, [by_hand])
+    assert torch.equal(lg, lg2) and torch.allclose(tg, tg2)
+    torch.manual_seed(1)
+    _, full = PointSampling(64, 3.0, 0.75, "full")(logits, [gt])
+    assert not torch.allclose(full, tg)

@@ -140,3 +140,113 @@ def test_other_input_size_same_weights(sam2, tiny_sam2_ckpt, tmp_path):
     small.save_pretrained(str(tmp_path))  # the resolved config keeps the size
     again = SAM2Grounding(str(tmp_path / "sam2_config.yaml"), str(tmp_path / "sam2.pt"))
     assert again.image_size == 128
+
+
+def _rig_iou_head(dec, bias):
+    """The decoder's IoU head made to predict `bias` (4 logits: token 0, then the 3 multimask tokens)."""
+    last = dec.iou_prediction_head.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor(bias))
+
+
+def test_best_iou_picks_the_mask_with_the_highest_predicted_iou(sam2):
+    """METHOD.md 3.5 / Sa2VA: the three multimask outputs, the one whose (rigged) predicted IoU is highest,
+    with that mask's token; 'single' is token 0. Expected values from the decoder's raw outputs."""
+    from projects.desa2va.models.grounding import SAM2Grounding
+
+    dec = sam2.sam2_model.sam_mask_decoder
+    feats = sam2.encode_frames(torch.randn(1, 3, 256, 256))
+    tok = torch.randn(2, 256)
+    m, pe = sam2.sam2_model, sam2.sam2_model.sam_prompt_encoder
+    sparse, dense = pe(points=(torch.zeros(2, 1, 2), -torch.ones(2, 1, dtype=torch.int32)), boxes=None, masks=None)
+    image = (feats.fpn[-1] + m.no_mem_embed.reshape(1, -1, 1, 1)).expand(2, -1, -1, -1)
+    high = [dec.conv_s0(feats.fpn[0]).expand(2, -1, -1, -1), dec.conv_s1(feats.fpn[1]).expand(2, -1, -1, -1)]
+
+    def raw(multimask):
+        return dec(image_embeddings=image, image_pe=pe.get_dense_pe(), sparse_prompt_embeddings=torch.cat(
+            [sparse, tok[:, None]], 1), dense_prompt_embeddings=dense, multimask_output=multimask,
+            repeat_image=False, high_res_features=high)
+    with torch.no_grad():
+        for best, bias in ((1, [9.0, -5.0, 5.0, -5.0]), (2, [9.0, -5.0, -5.0, 5.0])):
+            _rig_iou_head(dec, bias)
+            masks, iou, tokens, _ = raw(True)
+            out = sam2.decode(feats, tok, torch.zeros(2, dtype=torch.long))
+            assert torch.equal(out.low_res_logits, masks[:, best:best + 1].float())
+            assert torch.equal(out.mask_token, tokens[:, best]) and torch.allclose(out.iou_pred, iou[:, best:best + 1])
+            assert not torch.equal(masks[:, 0], masks[:, best])
+        sam2.mask_selection = "single"
+        single = sam2.decode(feats, tok, torch.zeros(2, dtype=torch.long))
+        masks0, _, tokens0, _ = raw(False)
+        assert torch.equal(single.low_res_logits, masks0.float()) and torch.equal(single.mask_token, tokens0[:, 0])
+    with pytest.raises(ValueError, match="mask_selection must be one of"):
+        SAM2Grounding("sam2_tiny.yaml", mask_selection="first")
+
+
+def test_object_score_gating_switch(sam2):
+    """Sa2VA's SAM-2 keeps a tracked frame's logits when the object score is <= 0 (gating commented out);
+    the sam2 package's replaces them by -1024. Rigged object score -10: off keeps the decoder's logits."""
+    m = sam2.sam2_model.eval()
+    with torch.no_grad():
+        m.sam_mask_decoder.pred_obj_score_head.layers[-1].weight.zero_()
+        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(-10.0)
+        backbone = m.forward_image(torch.randn(1, 3, 256, 256))
+        _, vis, _, sizes = m._prepare_backbone_features(backbone)
+        pix = vis[-1].permute(1, 2, 0).reshape(1, 256, *sizes[-1])
+        high = [f.permute(1, 2, 0).reshape(1, -1, *s) for f, s in zip(vis[:-1], sizes[:-1])]
+        outs = {}
+        for gating in (False, True):
+            m.object_score_gating = gating
+            outs[gating] = m._forward_sam_heads(pix, high_res_features=high, multimask_output=True)
+    low_off, low_on = outs[False][3], outs[True][3]
+    assert (outs[True][6] < 0).all() and torch.equal(low_on, torch.full_like(low_on, -1024.0))
+    ious = outs[False][2]
+    masks3 = outs[False][0]
+    assert torch.equal(low_off[:, 0], masks3[0, int(ious[0].argmax())][None]) and low_off.abs().max() < 1000
+    torch.testing.assert_close(outs[False][5], outs[True][5])  # the object pointer is the same either way
+
+
+def test_key_frames_seed_memory_with_the_decoder_logits(sam2):
+    """METHOD.md 3.5: a key frame's output is its decoder logits (SAM-2's resize, not re-thresholded at
+    decoder resolution), the object pointer comes from its mask token, and the memory from those logits."""
+    sam2.eval()
+    frames = torch.randn(4, 3, 256, 256)
+    with torch.no_grad():
+        feats = sam2.encode_frames(frames[1:2])
+        out = sam2.decode(feats, torch.randn(1, 256) * 3)
+    seen = {}
+    for f, _, logits in sam2.propagate_iter(frames, (90, 120), {0: {1: out}}):
+        seen[f] = logits
+    want = torch.nn.functional.interpolate(out.low_res_logits, size=(90, 120), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(seen[1][0], want[0, 0])
+    assert sorted(seen) == [0, 1, 2, 3]
+    # the memory that propagation read: SAM-2's memory encoder on sigmoid(logits at 256) * 20 - 10, and
+    # the pointer obj_ptr_proj(token) (object score > 0) or no_obj_ptr
+    m = sam2.sam2_model
+    state = sam2.init_video_state(frames, (90, 120))
+    sam2._seed(m, state, 1, 0, out)
+    entry = state["temp_output_dict_per_obj"][0]["cond_frame_outputs"][1]
+    with torch.no_grad():
+        lam = float(out.object_score_logits[0, 0] > 0)
+        ptr = lam * m.obj_ptr_proj(out.mask_token) + (1 - lam) * m.no_obj_ptr
+    torch.testing.assert_close(entry["obj_ptr"], ptr)
+    assert torch.equal(entry["pred_masks"], out.low_res_logits)
+
+
+def test_sa2va_postprocess_chain():
+    """'sa2va': low-res -> SAM-2 size -> image size, sigmoid > 0.5; 'direct': one resize, > 0. A case where
+    the two differ, with the expected masks from explicit resizes."""
+    import torch.nn.functional as F
+
+    from projects.desa2va.common.image_processing import logits_to_masks
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 16, 16) * 4
+    up = F.interpolate(logits[:, None], size=(64, 64), mode="bilinear", align_corners=False)
+    chain = F.interpolate(up, size=(37, 23), mode="bilinear", align_corners=False)[:, 0].sigmoid() > 0.5
+    direct = F.interpolate(logits[:, None], size=(37, 23), mode="bilinear", align_corners=False)[:, 0] > 0
+    assert torch.equal(logits_to_masks(logits, (37, 23), "sa2va", 64), chain)
+    assert torch.equal(logits_to_masks(logits, (37, 23), "direct", 64), direct)
+    assert not torch.equal(chain, direct)
+    with pytest.raises(ValueError, match="postprocess must be one of"):
+        logits_to_masks(logits, (37, 23), "bicubic", 64)

@@ -1,7 +1,9 @@
-# Sa2VA's schedule. AdamW with linear warm-up then cosine decay to 0 (Sa2VA: lr 4e-5, betas (0.9, 0.999), wd 0.05, clip 1.0,
-# 5% warm-up). No weight decay on norms, biases and embedding rows (the grounding-token rows train with
-# the rest frozen; decay would still shrink the frozen ones).
-max_iters = 1000
+# Sa2VA's schedule: one epoch over the whole mix (its length follows from the mix's size and repeats, the batch
+# and the world size), AdamW with linear warm-up over the first 5% of it, then cosine decay to 0 (Sa2VA: lr 4e-5,
+# betas (0.9, 0.999), wd 0.05, clip 1.0, per-device batch 2 x 4 accumulation). The schedulers are given in
+# epochs and converted to iterations once the dataloader's length is known. No weight decay on norms, biases
+# and embeddings.
+max_epochs = 1
 lr = 4e-5
 warmup_ratio = 0.05
 optim_wrapper = dict(
@@ -13,7 +15,9 @@ optim_wrapper = dict(
                        custom_keys={"embed_tokens": dict(decay_mult=0.0), "lm_head": dict(decay_mult=0.0)}),
 )
 param_scheduler = [
-    dict(type="LinearLR", start_factor=1e-5, by_epoch=False, begin=0, end=int(warmup_ratio * max_iters)),
-    dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=False, begin=int(warmup_ratio * max_iters), end=max_iters),
+    dict(type="LinearLR", start_factor=1e-5, by_epoch=True, begin=0, end=warmup_ratio * max_epochs,
+         convert_to_iter_based=True),
+    dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=True, begin=warmup_ratio * max_epochs, end=max_epochs,
+         convert_to_iter_based=True),
 ]
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters)
+train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs)

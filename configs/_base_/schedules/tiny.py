@@ -12,6 +12,6 @@ optim_wrapper = dict(type="OptimWrapper", _delete_=True,
                                         custom_keys={"embed_tokens": dict(decay_mult=0.0),
                                                      "lm_head": dict(decay_mult=0.0)}))
 param_scheduler = warmup_cosine(max_iters, 30)
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters)
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, _delete_=True)
 default_hooks = dict(checkpoint=dict(interval=200), logger=dict(interval=10))
 del warmup_cosine

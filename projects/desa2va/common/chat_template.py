@@ -1,15 +1,51 @@
-"""The InternVL2.5 chat template (ChatML), used by every dataset and by inference: one place.
+"""The chat templates, used by every dataset and by inference: one place.
 
+`TEMPLATES` holds those of the Sa2VA / DeSa2VA releases (REFERENCE.md 6; the names are xtuner's, as a
+release's config.json `template` field writes them):
+- `internvl2_5`, `qwen_chat` (ChatML; the same format, they differ in nothing but the default system
+  message a config sets):
     <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n
+- `phi3_chat` (Sa2VA-4B's, whatever the LLM's tokenizer; its markers are plain text to a Qwen2 tokenizer):
+    <|system|>\n{system}<|end|>\n<|user|>\n{q}<|end|>\n<|assistant|>\n{a}<|end|>\n
+A system part is written only when a system message is given (Sa2VA's configs give none). Generation
+stops at the template's stop words (and the tokenizer's end-of-text ids).
 
 `<image>` placeholders in the user text are expanded, in order, into `<img>` + `<IMG_CONTEXT>` x n + `</img>`
 (n = visual tokens of that image: tiles x tokens per tile; a video frame is one tile).
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import special_tokens as st
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    system: str        # format of the system part, {system}
+    instruction: str   # format of a user turn up to the assistant's answer, {input}
+    suffix: str        # ends an answer (labelled)
+    sep: str           # after the suffix (not an answer token, but trained on as part of it here)
+    stop_words: Tuple[str, ...]
+
+
+_CHATML = ChatTemplate(system=f"{st.IM_START}system\n{{system}}{st.IM_END}\n",
+                       instruction=f"{st.IM_START}user\n{{input}}{st.IM_END}\n{st.IM_START}assistant\n",
+                       suffix=st.IM_END, sep="\n", stop_words=(st.IM_END, "<|endoftext|>"))
+TEMPLATES: Dict[str, ChatTemplate] = {
+    "internvl2_5": _CHATML,
+    "qwen_chat": _CHATML,
+    "phi3_chat": ChatTemplate(system="<|system|>\n{system}<|end|>\n",
+                              instruction="<|user|>\n{input}<|end|>\n<|assistant|>\n",
+                              suffix="<|end|>", sep="\n", stop_words=("<|end|>",)),
+}
+
+
+def get_template(name: str) -> ChatTemplate:
+    if name not in TEMPLATES:
+        raise ValueError(f"chat template {name!r} is not supported; supported: {sorted(TEMPLATES)}")
+    return TEMPLATES[name]
 
 # InternVL2.5's default system message (the `internvl2_5` template of the released checkpoints).
 INTERNVL2_5_SYSTEM = ("你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的"
@@ -55,22 +91,23 @@ def expand_image_placeholders(text: str, tokens_per_image: Sequence[int]) -> str
     return out
 
 
-def format_turns(turns: Sequence[Tuple[str, Optional[str]]], system: Optional[str] = INTERNVL2_5_SYSTEM
-                 ) -> List[Tuple[str, str]]:
-    """ChatML pieces [(prompt_part, answer_part)] for (user, assistant) turns; the last answer may be
-    None (generation: the text ends with the assistant header)."""
+def format_turns(turns: Sequence[Tuple[str, Optional[str]]], system: Optional[str] = INTERNVL2_5_SYSTEM,
+                 template: str = "internvl2_5") -> List[Tuple[str, str]]:
+    """Pieces [(prompt_part, answer_part)] of (user, assistant) turns in `template`; the last answer may
+    be None (generation: the text ends with the assistant header)."""
+    t = get_template(template)
     pieces = []
-    head = f"{st.IM_START}system\n{system}{st.IM_END}\n" if system else ""
+    head = t.system.format(system=system) if system else ""
     for i, (user, answer) in enumerate(turns):
-        prompt = (head if i == 0 else "") + f"{st.IM_START}user\n{user}{st.IM_END}\n{st.IM_START}assistant\n"
-        pieces.append((prompt, "" if answer is None else f"{answer}{st.IM_END}\n"))
+        prompt = (head if i == 0 else "") + t.instruction.format(input=user)
+        pieces.append((prompt, "" if answer is None else f"{answer}{t.suffix}{t.sep}"))
     return pieces
 
 
 def generation_prompt(question: str, history: Sequence[Tuple[str, str]] = (),
-                      system: Optional[str] = INTERNVL2_5_SYSTEM) -> str:
+                      system: Optional[str] = INTERNVL2_5_SYSTEM, template: str = "internvl2_5") -> str:
     """Full text for generation: past turns, then the question, ending with the assistant header."""
-    return "".join(p + a for p, a in format_turns(list(history) + [(question, None)], system))
+    return "".join(p + a for p, a in format_turns(list(history) + [(question, None)], system, template))
 
 
 def region_prefix(cell_counts: Sequence[int]) -> str:

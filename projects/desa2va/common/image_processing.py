@@ -128,6 +128,23 @@ def resize_logits(logits: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *size)
 
 
+POSTPROCESS = ("direct", "sa2va")
+
+
+def logits_to_masks(logits: torch.Tensor, size: Tuple[int, int], chain: str = "direct", sam_size: int = 1024
+                    ) -> torch.Tensor:
+    """Bool masks (..., H, W) from mask logits (..., h, w). chain 'direct' (METHOD.md 3.3): one bilinear
+    resize to `size`, logits > 0; 'sa2va' (Sa2VA's predict_forward): bilinear to SAM-2's `sam_size` first
+    (skipped when the logits are already that size), then to `size`, sigmoid > 0.5."""
+    if chain == "direct":
+        return resize_logits(logits, size) > 0
+    if chain != "sa2va":
+        raise ValueError(f"postprocess must be one of {POSTPROCESS}, got {chain!r}")
+    if tuple(logits.shape[-2:]) != (sam_size, sam_size):
+        logits = resize_logits(logits, (sam_size, sam_size))
+    return resize_logits(logits, size).sigmoid() > 0.5
+
+
 def region_token_cells(mask: np.ndarray, grid: int) -> np.ndarray:
     """The cells of the `grid` x `grid` visual-token map that a region prompt covers: every cell holding
     at least one pixel of the (H, W) bool mask. Datasets use it to count a region's `<IMG_CONTEXT>`

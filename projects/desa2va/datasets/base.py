@@ -94,13 +94,13 @@ class GroundingDataset(torch.utils.data.Dataset):
 
     def __init__(self, model_path: str, sam_size: int = 1024, max_length: int = 8192,
                  system: Optional[str] = INTERNVL2_5_SYSTEM, on_bad_sample: str = "skip", seed: int = 0,
-                 max_retries: int = 50):
+                 max_retries: int = 50, chat_template: str = "internvl2_5"):
         if on_bad_sample not in ("skip", "raise"):
             raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
         self.model_path = model_path
         self.tokenizer = load_tokenizer(model_path)
         self.geometry = ImageGeometry.from_config(read_internvl_config(model_path))
-        self.encoder = ConversationEncoder(self.tokenizer, max_length=max_length, system=system)
+        self.encoder = ConversationEncoder(self.tokenizer, max_length=max_length, system=system, template=chat_template)
         self.sam_size = sam_size
         self.on_bad_sample = on_bad_sample
         self.max_retries = max_retries
@@ -118,6 +118,13 @@ class GroundingDataset(torch.utils.data.Dataset):
     def kind_of(self, index: int) -> str:
         """Sample kind without loading it (the sampler groups by it)."""
         return self.kind
+
+    # Sa2VA's `modality_length` (what xtuner's LengthGroupedSampler groups by): not a token count but a
+    # per-reader constant, 100 for images (and text), 10000 for videos, 20000 for Ref-SAV.
+    modality_lengths = {"image": 100, "text": 100, "video": 10000}
+
+    def modality_length_of(self, index: int) -> int:
+        return self.modality_lengths[self.kind_of(index)]
 
     # -- shared
     def __len__(self) -> int:

@@ -6,6 +6,8 @@
   repeated, leaving the tail unreachable). `datasets` may hold lists (groups, flattened in order, as the
   config bases name them); `common` holds settings given to every dataset config that does not set them
   (model_path, sam_size, ...); `view='text_pretrain'` wraps every dataset in the stage-1 view.
+  `modality_length` (one int per index, each reader's `modality_length_of`) is what xtuner's
+  `LengthGroupedSampler` (Sa2VA's sampler, registered by the project) groups batches by.
 - `KindGroupedSampler`: per epoch, shuffles the indices of each kind (image / video / text), cuts them
   into batches of `batch_size` of one kind (the last one filled up with other indices of that kind, so
   a DataLoader with the same `batch_size` never mixes kinds), shuffles the batches and deals them to
@@ -58,6 +60,14 @@ class MixedDataset(torch.utils.data.Dataset):
     def kind_of(self, index: int) -> str:
         ds = self.datasets[self.ds_idx[index]]
         return ds.kind_of(int(self.item_idx[index])) if hasattr(ds, "kind_of") else getattr(ds, "kind", "image")
+
+    @property
+    def modality_length(self) -> List[int]:
+        """Sa2VA's grouping length of every index (computed once, without loading a sample)."""
+        if not hasattr(self, "_modality_length"):
+            self._modality_length = [int(self.datasets[d].modality_length_of(int(i)))
+                                     for d, i in zip(self.ds_idx, self.item_idx)]
+        return self._modality_length
 
 
 class KindGroupedSampler(torch.utils.data.Sampler):

@@ -26,6 +26,7 @@ SAV_FRAME_STRIDE = 4
 
 class RefSAVDataset(GroundingDataset):
     kind = "video"
+    modality_lengths = {"video": 20000}  # Sa2VA's VideoSAM2Dataset
 
     def __init__(self, annotation_file: str, video_folder: str, num_frames: int = 5, max_objects: int = 5,
                  caption: str = "long", frame_stride: int = SAV_FRAME_STRIDE, **kwargs):

@@ -13,7 +13,7 @@ import random
 from typing import List, Optional, Sequence, Tuple
 
 from ..common import special_tokens as st
-from ..common.chat_template import INTERNVL2_5_SYSTEM, format_turns
+from ..common.chat_template import INTERNVL2_5_SYSTEM, format_turns, get_template
 
 IGNORE_INDEX = -100
 
@@ -79,10 +79,13 @@ def referring_turns(phrases: Sequence[str], rng: random.Random, video: bool = Fa
 
 
 class ConversationEncoder:
-    def __init__(self, tokenizer, max_length: int = 8192, system: Optional[str] = INTERNVL2_5_SYSTEM):
+    def __init__(self, tokenizer, max_length: int = 8192, system: Optional[str] = INTERNVL2_5_SYSTEM,
+                 template: str = "internvl2_5"):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.system = system
+        get_template(template)  # an unknown name fails here, at build time
+        self.template = template
         vocab = tokenizer.get_vocab()
         missing = [t for t in (st.IMG_START, st.IMG_END, st.IMG_CONTEXT, st.SEG) if t not in vocab]
         if missing:
@@ -107,7 +110,7 @@ class ConversationEncoder:
         remaining = list(tokens_per_image)
         input_ids: List[int] = []
         labels: List[int] = []
-        for prompt, answer in format_turns(turns, self.system):
+        for prompt, answer in format_turns(turns, self.system, self.template):
             p = self._text(prompt, remaining)
             a = self._text(answer, remaining)
             input_ids += p + a

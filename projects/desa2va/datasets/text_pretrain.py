@@ -28,6 +28,9 @@ class TextPretrainView(torch.utils.data.Dataset):
     def kind_of(self, index: int) -> str:
         return "image"
 
+    def modality_length_of(self, index: int) -> int:
+        return 100  # one frame: an image to the sampler
+
     @property
     def skipped(self):
         return self.dataset.skipped

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from ..common import special_tokens as st
-from ..common.chat_template import expand_image_placeholders, generation_prompt, region_prefix, with_media
-from ..common.image_processing import mllm_inputs, region_token_cells, resize_logits, to_pil
+from ..common.chat_template import (expand_image_placeholders, generation_prompt, get_template, region_prefix,
+                                    with_media)
+from ..common.image_processing import logits_to_masks, mllm_inputs, region_token_cells, to_pil
 
 
 def autocast(model):
@@ -46,7 +47,8 @@ def prompt_ids(model, question: str, tokens_per_image: List[int], history=(),
         head, _, rest = user.partition(st.IMAGE_PLACEHOLDER)
         user = head + st.IMAGE_PLACEHOLDER + "\n" + region_prefix(counts) + rest.lstrip("\n")
         regions = [torch.as_tensor(np.asarray(m, bool)) for m in region_masks]
-    text = generation_prompt(expand_image_placeholders(user, tokens_per_image), history, model.system_prompt)
+    text = generation_prompt(expand_image_placeholders(user, tokens_per_image), history, model.system_prompt,
+                             model.chat_template)
     return torch.tensor([model.mllm.tokenizer(text, add_special_tokens=False).input_ids], device=model.device), regions
 
 
@@ -55,7 +57,8 @@ def generate_answer(model, question: str, pixel_values: torch.Tensor, tokens_per
     """`mllm.generate` on `prompt_ids`' prompt."""
     ids, regions = prompt_ids(model, question, tokens_per_image, history, region_masks)
     pv = pixel_values.to(model.device, model.mllm.vision_model.embeddings.patch_embedding.weight.dtype)
-    return model.mllm.generate(ids, pv, max_new_tokens=model.max_new_tokens, region_masks=regions)
+    return model.mllm.generate(ids, pv, max_new_tokens=model.max_new_tokens, region_masks=regions,
+                               stop_words=get_template(model.chat_template).stop_words)
 
 
 @torch.no_grad()
@@ -75,7 +78,8 @@ def predict_image(model, questions: Sequence[str], image, history=(),
         feats = model.encode(model.grounding.preprocess([image]))
         h = torch.cat([g.seg_hidden for g in gens]).float()
         logits = model.decode_objects(feats, h, torch.zeros(len(owners), dtype=torch.long, device=model.device))
-        masks = resize_logits(logits[:, 0], (image.height, image.width)) > 0
+        masks = logits_to_masks(logits[:, 0], (image.height, image.width), model.postprocess,
+                                model.grounding.image_size)
     for q, mk in zip(owners, masks):
         results[q]["masks"].append(mk.cpu().numpy())
     return results

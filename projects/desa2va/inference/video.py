@@ -1,4 +1,4 @@
-"""Video inference (METHOD.md 3.3): key frames -> MLLM -> masks on the key frames -> SAM-2 memory.
+"""Video inference (METHOD.md 3.3, 3.5): key frames -> MLLM -> decoder outputs on the key frames -> SAM-2 memory.
 
 - `keyframe_indices(n, strategy, count)`: `uniform` (the centre of each of `count` equal segments) or
   `first` (Sa2VA's);
@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -64,15 +65,22 @@ def predict_video(model, questions: Sequence[str], frames: Sequence, history=())
         h = torch.cat([g.seg_hidden for g in gens]).float()
         obj = torch.arange(n, device=model.device).repeat_interleave(k)
         fidx = torch.arange(k, device=model.device).repeat(n)
-        logits = model.decode_objects(feats, h[obj], fidx)
-        key_masks = {j: {keys[i]: logits[j * k + i, 0] > 0 for i in range(k)} for j in range(n)}
+        decoded = model.decode_objects_full(feats, h[obj], fidx)
+        # each key frame's decoder output (logits, mask token, object score) seeds SAM-2's memory (METHOD.md 3.5)
+        key_outputs = {j: {keys[i]: _row(decoded, j * k + i) for i in range(k)} for j in range(n)}
         first = key_frames[keys[0]]
         # the key frames' features serve the video state too (each frame encoded once in all)
-        video = model.grounding.propagate(frames, (first.height, first.width), key_masks,
-                                          model.grounding.video_features(feats, sam_images, keys))
+        video = model.grounding.propagate(frames, (first.height, first.width), key_outputs,
+                                          model.grounding.video_features(feats, sam_images, keys), model.postprocess)
     for j, q in enumerate(owners):
         results[q]["masks"].append(video[j].numpy())
     return results
+
+
+def _row(decoded, r: int):
+    """Row r of a DecoderOutput, as a one-row DecoderOutput."""
+    return dataclasses.replace(decoded, **{f.name: getattr(decoded, f.name)[r:r + 1]
+                                           for f in dataclasses.fields(decoded)})
 
 
 def predict(model, question: str, image=None, frames: Optional[Sequence] = None, history=(),

@@ -20,7 +20,8 @@ import os
 import warnings
 from typing import Any, Dict, Mapping
 
-from ..common.chat_template import INTERNVL2_5_SYSTEM
+from ..common.chat_template import INTERNVL2_5_SYSTEM, TEMPLATES
+from ..common.image_processing import POSTPROCESS
 from .checkpoint_io import load_heads, load_sa2va_projection, load_stage1, read_folder_settings
 from .desa2va import DeSa2VAModel
 from .grounding import SAM2Grounding
@@ -30,17 +31,20 @@ from .mllm import InternVLMLLM
 logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------- METHOD.md's defaults, once
-POINTS = dict(num_points=12544, oversample_ratio=3.0, importance_ratio=0.75)          # 1: ~12.5k points a mask
+POINTS = dict(num_points=12544, oversample_ratio=3.0, importance_ratio=0.75,          # 1: ~12.5k points a mask
+              gt_resolution="full")  # 'logits': ground truth nearest-resized to the logits first (Sa2VA's)
 STAGE2 = dict(lm_weight=1.0, bce_weight=2.0, dice_weight=0.5,                          # 1: LM + 2 BCE + 0.5 Dice
-              max_new_tokens=64, system_prompt=INTERNVL2_5_SYSTEM, max_tiles=None,
-              reprompt_iters=None, keyframes=None, num_keyframes=None)                 # None: the arm's, below
+              max_new_tokens=64, system_prompt=INTERNVL2_5_SYSTEM, chat_template="internvl2_5", max_tiles=None,
+              reprompt_iters=None, keyframes=None, num_keyframes=None, postprocess=None,  # None: the arm's, below
+              objects_per_sample=None)  # None: every object once (3.4); Sa2VA: 5 (repeated or cut, REFERENCE.md 6)
 TEXT_BRANCH = dict(num_text_points=3)                                                  # 3.1: K, D_txt's token layout
 STAGE1 = dict(point_drop_prob=0.5, focal_weight=20.0, pretrain_dice_weight=1.0, iou_weight=1.0)  # 3.1
 DECOUPLED = dict(fusion="gate", text_weight=0.5, visual_weight=0.5, fused_weight=1.0,  # 3.2
                  align_weight=None, orth_weight=0.1, visual_proj="linear", stage1_checkpoint=None, sa2va_init=None)
 ALIGN_WEIGHT = 0.5  # align_weight=None: this with a stage-1 teacher, 0 without (3.5)
-SA2VA_INFERENCE = dict(reprompt_iters=0, keyframes="first", num_keyframes=5)     # Sa2VA's (REFERENCE.md 6)
-DESA2VA_INFERENCE = dict(reprompt_iters=1, keyframes="uniform", num_keyframes=5)  # 3.3, 3.4
+# postprocess: 'sa2va' = Sa2VA's chain (low-res -> SAM-2 size -> original, sigmoid > 0.5); 'direct' = 3.3's
+SA2VA_INFERENCE = dict(reprompt_iters=0, keyframes="first", num_keyframes=5, postprocess="sa2va")  # REFERENCE.md 6
+DESA2VA_INFERENCE = dict(reprompt_iters=1, keyframes="uniform", num_keyframes=5, postprocess="direct")  # 3.3, 3.4
 KEYFRAMES = ("uniform", "first")
 ARMS = {"text_pretrain": {**POINTS, **TEXT_BRANCH, **STAGE1},
         "sa2va": {**POINTS, **STAGE2},
@@ -92,11 +96,22 @@ def resolve_settings(cfg: Mapping[str, Any]) -> Dict[str, Any]:
         raise ModelConfigError("model.mllm.lora / gradient_checkpointing are ignored by stage 1: the MLLM stays frozen "
                                "(it only encodes the label texts)")
     s = {**allowed, **cfg}
+    if s["gt_resolution"] not in ("full", "logits"):
+        raise ModelConfigError(f"model.gt_resolution must be 'full' or 'logits', got {s['gt_resolution']!r}")
     if stage == 2:
+        if s["objects_per_sample"] is not None and (not isinstance(s["objects_per_sample"], int)
+                                                    or s["objects_per_sample"] < 1):
+            raise ModelConfigError(f"model.objects_per_sample must be None or a positive int, got "
+                                   f"{s['objects_per_sample']!r}")
         for k, v in (DESA2VA_INFERENCE if decouple else SA2VA_INFERENCE).items():
             s[k] = v if s[k] is None else s[k]
         if s["keyframes"] not in KEYFRAMES:
             raise ModelConfigError(f"model.keyframes must be one of {KEYFRAMES}, got {s['keyframes']!r}")
+        if s["postprocess"] not in POSTPROCESS:
+            raise ModelConfigError(f"model.postprocess must be one of {POSTPROCESS}, got {s['postprocess']!r}")
+        if s["chat_template"] not in TEMPLATES:
+            raise ModelConfigError(f"model.chat_template must be one of {sorted(TEMPLATES)}, got "
+                                   f"{s['chat_template']!r}")
     if arm == "desa2va":
         if s["align_weight"] is None:
             s["align_weight"] = ALIGN_WEIGHT if s["stage1_checkpoint"] else 0.0
@@ -157,13 +172,16 @@ def settings_from_v1(model: Dict[str, Any]) -> Dict[str, Any]:
 def load_pretrained(folder: str, torch_dtype: str = "float32", device: str = "cpu",
                     **overrides) -> DeSa2VAModel:
     """A saved folder (`DeSa2VAModel.save_pretrained`, tools/convert_to_hf.py, tools/import_sa2va.py), loaded
-    strictly without its training config; `overrides` replace saved settings (e.g. reprompt_iters=0)."""
+    strictly without its training config; `overrides` replace saved settings (e.g. reprompt_iters=0, and the
+    grounding's mask_selection / object_score_gating)."""
     saved = read_folder_settings(folder)
     settings = saved["model"] if saved["version"] == 2 else settings_from_v1(saved["model"])
+    grounding = dict(saved.get("grounding") or {})  # decoding switches (absent in older folders: defaults)
+    grounding.update({k: overrides.pop(k) for k in ("mask_selection", "object_score_gating") if k in overrides})
     cfg = {**settings, **overrides,
            "mllm": dict(model_path=os.path.join(folder, "mllm"), torch_dtype=torch_dtype),
            "grounding": dict(model_config=os.path.join(folder, "sam2_config.yaml"),
-                             checkpoint=os.path.join(folder, "sam2.pt"))}
+                             checkpoint=os.path.join(folder, "sam2.pt"), **grounding)}
     model = build_model(cfg, load_checkpoints=False)
     load_heads(model.head, folder, f"the {arm_name(model.stage, model.decouple)} arm")
     return model.to(device).eval()

@@ -109,12 +109,14 @@ def read_training_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
-def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError unless keys and shapes match the module's state dict exactly."""
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+                     name=lambda k: k) -> None:
+    """Raise CheckpointError unless keys and shapes match the module's state dict exactly; `name(key)` is
+    how a key is written in the source (the error names keys as the file holds them)."""
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+    missing = sorted(name(k) for k in set(expected) - set(state_dict))
+    unexpected = sorted(name(k) for k in set(state_dict) - set(expected))
+    mismatched = [f"{name(k)}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
                   for k in sorted(set(expected) & set(state_dict))
                   if tuple(state_dict[k].shape) != tuple(expected[k].shape)]
     problems = []
@@ -220,7 +222,8 @@ def write_model_folder(model: nn.Module, folder: str) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
               os.path.join(folder, HEADS_FILE), metadata={"format": "pt"})
     with open(os.path.join(folder, SAVED_CONFIG), "w") as f:
-        json.dump({"format": "desa2va", "version": 2, "model": model.settings}, f, indent=2, sort_keys=True)
+        json.dump({"format": "desa2va", "version": 2, "model": model.settings,
+                   "grounding": model.grounding.settings()}, f, indent=2, sort_keys=True)
 
 
 def read_folder_settings(folder: str) -> Dict:

@@ -12,11 +12,13 @@ Training batch (`forward(data, mode='loss')`), B samples:
 - stage 2: MLLM -> h at `[SEG]` -> head (named logits) -> `objectives.segmentation_losses` + LM loss
   (+ alignment and orthogonality terms for the decoupled head);
 - stage 1: e(t) -> W_rt -> text-derived point prompts -> D_txt -> `objectives.stage1_losses`.
-Inference (`projects.desa2va.inference`) uses `decode_objects`: the head's output, then reprompt.
+Inference (`projects.desa2va.inference`) uses `decode_objects` (logits) / `decode_objects_full` (with the
+mask token and object score that seed the video memory): the head's output, then reprompt.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +27,6 @@ from torch import nn
 
 from ..common import special_tokens as st
 from .checkpoint_io import STAGE1_PREFIXES, write_model_folder
-from .heads import reprompt
 from .objectives import (LossWeights, PointSampling, alignment_loss, orthogonality_loss, segmentation_losses,
                          stage1_losses)
 from .text_prompts import RealTextEncoder, sample_positive_points
@@ -43,11 +44,14 @@ class DeSa2VAModel(BaseModel):
         s = settings
         self.weights = LossWeights(**{k: s.get(f"{k}_weight", 0.0) for k in ("lm", "bce", "dice", "align", "orth",
                                                                            "focal", "pretrain_dice", "iou")})
-        self.points = PointSampling(s["num_points"], s["oversample_ratio"], s["importance_ratio"])
+        self.points = PointSampling(s["num_points"], s["oversample_ratio"], s["importance_ratio"],
+                                    s.get("gt_resolution", "full"))
+        self.objects_per_sample = s.get("objects_per_sample")
         self.point_drop_prob = s.get("point_drop_prob")
         self.reprompt_iters, self.keyframes = s.get("reprompt_iters"), s.get("keyframes")
         self.num_keyframes, self.max_new_tokens = s.get("num_keyframes"), s.get("max_new_tokens")
-        self.system_prompt = s.get("system_prompt")
+        self.system_prompt, self.chat_template = s.get("system_prompt"), s.get("chat_template")
+        self.postprocess = s.get("postprocess")
         self.max_tiles = s.get("max_tiles") or int(mllm.config.get("max_dynamic_patch", 12))
         self.text_encoder = RealTextEncoder()
 
@@ -96,9 +100,20 @@ class DeSa2VAModel(BaseModel):
         ids = data.get("sample_ids")
         return ids[b] if ids is not None else b
 
-    def _object_rows(self, data, samples: Sequence[int], seg_offsets: Sequence[int]):
+    def _objects_of(self, n_obj: int) -> List[int]:
+        """The objects of a sample that the mask loss sees: all of them, or with `objects_per_sample` = F
+        (Sa2VA: 5) exactly F: a random F of them, or all of them repeated in order and cut to F."""
+        f = self.objects_per_sample
+        if not f or n_obj == f:
+            return list(range(n_obj))
+        if n_obj > f:
+            return torch.randperm(n_obj)[:f].tolist()
+        return (list(range(n_obj)) * (f // n_obj + 1))[:f]
+
+    def _object_rows(self, data, samples: Sequence[int], seg_offsets: Sequence[int], fixed: bool = False):
         """For the listed samples: per (object, frame) the [SEG]/object row and the frame row, the
-        targets grouped by sample (N_b, 1, H_b, W_b), and the frames."""
+        targets grouped by sample (N_b, 1, H_b, W_b), and the frames. `fixed`: the objects of
+        `_objects_of` (stage 2's mask loss) instead of each object once."""
         rows, frame_rows, targets, frames = [], [], [], []
         f0 = 0
         for b in samples:
@@ -108,11 +123,12 @@ class DeSa2VAModel(BaseModel):
             if imgs is None or imgs.shape[0] != t:
                 raise ValueError(f"sample {self._sid(data, b)}: masks have {t} frame(s) but sam_images "
                                  f"{0 if imgs is None else imgs.shape[0]}")
-            for j in range(n_obj):
+            objs = self._objects_of(n_obj) if fixed else list(range(n_obj))
+            for j in objs:
                 rows += [seg_offsets[b] + j] * t
                 frame_rows += list(range(f0, f0 + t))
             f0 += t
-            targets.append(m.reshape(n_obj * t, 1, *m.shape[2:]))
+            targets.append(m[objs].reshape(len(objs) * t, 1, *m.shape[2:]))
             frames.append(imgs)
         dev = self.device
         return (torch.tensor(rows, device=dev), torch.tensor(frame_rows, device=dev), targets, torch.cat(frames))
@@ -143,7 +159,7 @@ class DeSa2VAModel(BaseModel):
         if not samples:
             losses["loss_mask"] = zero
             return losses
-        rows, frame_rows, targets, frames = self._object_rows(data, samples, offsets)
+        rows, frame_rows, targets, frames = self._object_rows(data, samples, offsets, fixed=True)
         feats = self.encode(frames)
         h = out.seg_hidden
         head = self.head(self.grounding, feats, h, frame_rows, rows)
@@ -200,14 +216,20 @@ class DeSa2VAModel(BaseModel):
         return losses
 
     # ------------------------------------------------------------------ inference core
-    def decode_objects(self, feats, seg_hidden: torch.Tensor, frame_index: torch.Tensor,
-                       reprompt_iters: Optional[int] = None) -> torch.Tensor:
-        """Low-res logits (N, 1, h, w) of N objects from their [SEG] states: the head's output (fused for
-        DeSa2VA, the single decoder's for Sa2VA), then `reprompt_iters` refinements (`heads.reprompt`)."""
+    def decode_objects_full(self, feats, seg_hidden: torch.Tensor, frame_index: torch.Tensor,
+                            reprompt_iters: Optional[int] = None):
+        """`decode_objects` as a DecoderOutput: the final logits with the mask token and object score of
+        the decoder they come from (what a key frame puts into SAM-2's video memory)."""
         if self.stage == 1:
             raise ValueError("a stage-1 (text pre-training) model does not segment from [SEG] states; train stage 2")
         out = self.head(self.grounding, feats, seg_hidden, frame_index)
-        logits = out.mask
+        decoded = replace(out.decoded, low_res_logits=out.mask)
         for _ in range(self.reprompt_iters if reprompt_iters is None else reprompt_iters):
-            logits = reprompt(self.grounding, feats, out.z_vis, frame_index, logits)
-        return logits
+            decoded = self.head.reprompt(self.grounding, feats, out, frame_index, decoded)
+        return decoded
+
+    def decode_objects(self, feats, seg_hidden: torch.Tensor, frame_index: torch.Tensor,
+                       reprompt_iters: Optional[int] = None) -> torch.Tensor:
+        """Low-res logits (N, 1, h, w) of N objects from their [SEG] states: the head's output (fused for
+        DeSa2VA, the single decoder's for Sa2VA), then `reprompt_iters` refinements (the head's `reprompt`)."""
+        return self.decode_objects_full(feats, seg_hidden, frame_index, reprompt_iters).low_res_logits

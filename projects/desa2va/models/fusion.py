@@ -2,6 +2,7 @@
 
 Inputs per object: M_t, M_v (N, 1, h, w) logits, z_txt, z_vis (N, 256), s_t, s_v (N, 1) predicted IoU.
 - `gate` (default): g = sigmoid(MLP([z_txt; z_vis; s_t; s_v])) per object, M_f = g M_t + (1 - g) M_v;
+  s_t, s_v enter detached (METHOD.md 3.5: the gate must not retrain the decoders' IoU heads);
 - `pixel_gate`: g = sigmoid(conv3x3([M_t, M_v])) per pixel;
 - `mean`: (M_t + M_v) / 2;  `text_only`: M_t;  `visual_only`: M_v.
 """
@@ -33,7 +34,8 @@ class MaskFusion(nn.Module):
         if self.mode == "mean":
             return (m_t + m_v) / 2
         if self.mode == "gate":
-            g = torch.sigmoid(self.gate(torch.cat([z_txt, z_vis, s_t, s_v], dim=-1).float()))[:, :, None, None]
+            x = torch.cat([z_txt, z_vis, s_t.detach(), s_v.detach()], dim=-1).float()
+            g = torch.sigmoid(self.gate(x))[:, :, None, None]
         else:
             g = torch.sigmoid(self.gate(torch.cat([m_t, m_v], dim=1).float()))
         return g * m_t + (1 - g) * m_v

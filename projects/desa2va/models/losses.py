@@ -9,7 +9,6 @@ prediction never needs to be resized to the ground truth for training.
 - `uncertain_points`: N x P points, `importance_ratio` of them the most uncertain (smallest |logit|)
   among `oversample_ratio * P` uniform candidates, the rest uniform (Sa2VA: P = 12544, 3x, 75%).
 - `sigmoid_bce`, `dice_loss`, `focal_loss`: per-mask values averaged over masks.
-- `iou_prediction_loss`: MSE between the decoder's predicted IoU and the real IoU of its mask.
 """
 from __future__ import annotations
 
@@ -92,16 +91,3 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     return loss.mean(1).mean()
-
-
-def mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """IoU of (logits > 0) with (targets > 0.5) per mask; 1 when both are empty. (N, P) -> (N,)."""
-    pred, gt = logits > 0, targets > 0.5
-    inter = (pred & gt).sum(1).float()
-    union = (pred | gt).sum(1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-
-
-def iou_prediction_loss(iou_pred: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """MSE between predicted IoU (N,) and the real IoU of the predicted mask (no gradient through it)."""
-    return F.mse_loss(iou_pred.float(), mask_iou(logits.detach(), targets))

@@ -1,16 +1,21 @@
 """Import a released Sa2VA Hugging Face folder into the project's saved-model format, as the sa2va arm.
 
-Source (a Sa2VA-1B/4B release folder):
-  config.json        InternVL chat config (`vision_config`, `llm_config`, `template`, image geometry)
+Source (a Sa2VA release folder on a Qwen2 LLM: Sa2VA-1B/4B, as Sa2VA's hf/convert_to_hf.py writes it):
+  config.json        Sa2VAChatConfig (`architectures` ['Sa2VAChatModel'], `auto_map`, `vision_config`,
+                     `llm_config`, `template`: qwen_chat | phi3_chat | internvl2_5)
   *.safetensors      `vision_model.*`, `mlp1.*`, `language_model.*` (InternVL2.5 names),
-                     `grounding_encoder.sam2_model.<SAM-2 keys>`, `text_hidden_fcs.{0,2}.{weight,bias}`
+                     `grounding_encoder.sam2_model.<SAM-2 keys>` (the memory encoder's layer scale named
+                     `...fuser.layers.N.g_weight`, the sam2 package's `gamma`), `text_hidden_fcs.{0,2}.*`
   tokenizer files    already holding [SEG], <p>, </p>, <vp>, </vp>
+  *.py               Sa2VA's modeling code: never run
 Target (what `builder.load_pretrained` / `DeSa2VAPredictor.from_pretrained` read):
   mllm/              InternVL2.5-format folder (config.json, model.safetensors, tokenizer)
   sam2_config.yaml + sam2.pt     the SAM-2 model with Sa2VA's fine-tuned decoder
   heads.safetensors  `seg_proj.text_hidden_fcs.*`
-  desa2va_config.json            stage 2, decouple False, Sa2VA's inference settings (first 5 frames as key frames,
-                                 no reprompt, no system message), and where the weights came from
+  desa2va_config.json            stage 2, decouple False, the release's chat template, Sa2VA's inference settings
+                                 (predict_forward's: first 5 frames as key frames, no reprompt, no system message,
+                                 up to 12 tiles + thumbnail, post-processing low-res -> 1024 -> original with
+                                 sigmoid > 0.5, best-IoU mask, no object-score gating), where the weights came from
 
 Strict both ways: a source key no target takes, or a target key no source key fills, is an error that
 names it; shapes are checked against the architecture built from the source's config (on the meta device,
@@ -37,9 +42,14 @@ HEAD_KEYS = tuple(f"text_hidden_fcs.{i}.{p}" for i in (0, 2) for p in ("weight",
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.json", "merges.txt", "tokenizer.model")
 DEFAULT_SAM2_CONFIG = "configs/sam2/sam2_hiera_l.yaml"  # Sa2VA's SAM-2 (Hiera-L, the sam2 package config)
-CHATML_TEMPLATES = ("qwen_chat", "internvl2_5")
-# The sa2va arm with Sa2VA's inference settings (builder.SA2VA_INFERENCE) and no system message.
-SA2VA_SETTINGS = dict(stage=2, decouple=False, **SA2VA_INFERENCE, system_prompt=None)
+RELEASE_TEMPLATES = ("qwen_chat", "phi3_chat", "internvl2_5")  # Sa2VA-1B, Sa2VA-4B, InternVL's own
+SUPPORTED_LLMS = ("Qwen2ForCausalLM",)
+# Release key names that differ from the sam2 package's (Sa2VA's convert_to_hf.py renames .gamma -> .g_weight)
+SAM2_RELEASE_RENAMES = ((".g_weight", ".gamma"),)
+# The sa2va arm with Sa2VA's inference settings (builder.SA2VA_INFERENCE), no system message, and
+# predict_forward's hard-coded tiling (1..12 tiles with a thumbnail, whatever config.json says).
+SA2VA_SETTINGS = dict(stage=2, decouple=False, **SA2VA_INFERENCE, system_prompt=None, max_tiles=12)
+SA2VA_GROUNDING = dict(mask_selection="best_iou", object_score_gating=False)
 
 
 def _read_config(src: str) -> Dict[str, Any]:
@@ -51,17 +61,38 @@ def _read_config(src: str) -> Dict[str, Any]:
     for key in ("vision_config", "llm_config"):
         if key not in cfg:
             raise CheckpointError(f"{path} has no {key!r}: not a Sa2VA (InternVL-based) config")
+    arch = (cfg["llm_config"].get("architectures") or ["?"])[0]
+    if arch not in SUPPORTED_LLMS:
+        raise CheckpointError(f"{path}: the LLM is {arch}, which is not supported: the importer reads Sa2VA releases "
+                              f"built on {', '.join(SUPPORTED_LLMS)} (Sa2VA-1B / 4B); Sa2VA-8B / 26B use InternLM2")
     template = cfg.get("template")
-    if template not in CHATML_TEMPLATES:
-        raise CheckpointError(f"{path}: template {template!r} is not supported; the importer reads the Qwen2-based "
-                              f"Sa2VA-1B/4B releases (template one of {CHATML_TEMPLATES})")
+    if template not in RELEASE_TEMPLATES:
+        raise CheckpointError(f"{path}: template {template!r} is not supported; the importer reads the templates of "
+                              f"the Qwen2-based releases: {RELEASE_TEMPLATES}")
     return cfg
 
 
 def _internvl_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     out = {k: v for k, v in cfg.items() if k not in ("auto_map", "architectures", "model_type", "_name_or_path")}
-    out.update(architectures=["InternVLChatModel"], model_type="internvl_chat")
+    out.update(architectures=["InternVLChatModel"], model_type="internvl_chat",
+               min_dynamic_patch=1, max_dynamic_patch=12, use_thumbnail=True)  # predict_forward's tiling
     return out
+
+
+def release_sam2_key(key: str) -> str:
+    """A release's SAM-2 key (after the `grounding_encoder.sam2_model.` prefix) as the sam2 package names it."""
+    for old, new in SAM2_RELEASE_RENAMES:
+        if key.endswith(old):
+            return key[: -len(old)] + new
+    return key
+
+
+def release_name(key: str) -> str:
+    """The inverse of `release_sam2_key`, with the prefix: how the release file names a SAM-2 key."""
+    for old, new in SAM2_RELEASE_RENAMES:
+        if key.endswith(new):
+            key = key[: -len(new)] + old
+    return SAM2_PREFIX + key
 
 
 def split_state(state: Dict[str, torch.Tensor], src: str):
@@ -71,13 +102,18 @@ def split_state(state: Dict[str, torch.Tensor], src: str):
         if k.startswith(MLLM_PREFIXES):
             mllm[k] = v
         elif k.startswith(SAM2_PREFIX):
-            sam2[k[len(SAM2_PREFIX):]] = v
+            if any(k.endswith(new) for _, new in SAM2_RELEASE_RENAMES):
+                other.append(k)  # the sam2 package's name: a release writes the other (not a Sa2VA export)
+                continue
+            sam2[release_sam2_key(k[len(SAM2_PREFIX):])] = v
         elif k.startswith(HEAD_PREFIX):
             heads[k] = v
         else:
             other.append(k)
     if other:
-        raise CheckpointError(f"{src}: {len(other)} key(s) no part of the model takes: {sorted(other)[:10]}")
+        hint = "; a Sa2VA release names SAM-2's layer scales `g_weight`" if any(
+            k.endswith(new) for k in other for _, new in SAM2_RELEASE_RENAMES) else ""
+        raise CheckpointError(f"{src}: {len(other)} key(s) no part of the model takes: {sorted(other)[:10]}{hint}")
     if not sam2 and not heads:
         raise CheckpointError(f"{src} holds no {SAM2_PREFIX}* or {HEAD_PREFIX}* weights: a plain InternVL checkpoint, "
                               "not Sa2VA")
@@ -118,7 +154,8 @@ def import_sa2va(src: str, out: str, sam2_config: str = DEFAULT_SAM2_CONFIG,
 
     # SAM-2: strict load into the model its config builds (names every missing / unexpected key).
     sam2 = SAM2Grounding(sam2_config, None, hydra_overrides)
-    check_state_dict(sam2.sam2_model, sam2_state, source=f"{src} ({SAM2_PREFIX}*) vs {sam2_config}")
+    check_state_dict(sam2.sam2_model, sam2_state, source=f"{src} ({SAM2_PREFIX}*) vs {sam2_config}",
+                     name=release_name)
     sam2.sam2_model.load_state_dict(sam2_state, strict=True)
     if heads["text_hidden_fcs.2.weight"].shape[0] != sam2.prompt_dim:
         raise CheckpointError(f"{src}: text_hidden_fcs.2 maps to {heads['text_hidden_fcs.2.weight'].shape[0]}, "
@@ -150,9 +187,9 @@ def import_sa2va(src: str, out: str, sam2_config: str = DEFAULT_SAM2_CONFIG,
 
     save_file({f"seg_proj.{k}": v.contiguous() for k, v in heads.items()}, os.path.join(out, "heads.safetensors"),
               metadata={"format": "pt"})
-    model_settings = {**SA2VA_SETTINGS, **(settings or {})}
+    model_settings = {**SA2VA_SETTINGS, "chat_template": cfg["template"], **(settings or {})}
     with open(os.path.join(out, SAVED_CONFIG), "w") as f:
-        json.dump({"format": "desa2va", "version": 2, "model": model_settings,
+        json.dump({"format": "desa2va", "version": 2, "model": model_settings, "grounding": SA2VA_GROUNDING,
                    "imported_from": {"format": "sa2va", "path": os.path.abspath(src), "template": cfg["template"],
                                      "sam2_config": sam2_config}}, f, indent=2, sort_keys=True)
     return {"mllm_tensors": len(mllm_state), "sam2_tensors": len(sam2_state), "head_tensors": len(heads),

@@ -1,5 +1,6 @@
 """Building SAM-2 with the `sam2` package: hydra config (a file, a name in this package's configs/, or a
-sam2 package config) instantiated as a `SAM2VideoPredictor`, weights `{"model": state_dict}` loaded strictly."""
+sam2 package config) instantiated as `predictor.SAM2VideoPredictor` (the package's video predictor with the
+object-score gating switch), weights `{"model": state_dict}` loaded strictly."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from torch import nn
 
 from ..checkpoint_io import CheckpointError, load_state_dict_strict, read_torch_checkpoint
 
-VIDEO_PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
+VIDEO_PREDICTOR = "projects.desa2va.models.grounding.predictor.SAM2VideoPredictor"  # the package's, one switch more
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 
 

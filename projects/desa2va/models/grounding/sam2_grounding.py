@@ -1,21 +1,24 @@
 """SAM-2 grounding wrapper: `[SEG]` embeddings as prompt tokens, shared frame features, video memory.
 
-Built with the `sam2` package (hydra config + `{"model": state_dict}` checkpoint, strict) as a
-`SAM2VideoPredictor`, i.e. the plain `SAM2Base` module (same weights) plus its video-state API.
+Built with the `sam2` package (hydra config + `{"model": state_dict}` checkpoint, strict) as its
+`SAM2VideoPredictor` (`predictor.py`: the package's, with the object-score gating switch), i.e. the plain
+`SAM2Base` module (same weights) plus its video-state API.
 
 Shapes, for image size S (1024 real, 256 tiny) and embedding size e = S/16:
 - `encode_frames(images (T, 3, S, S))` -> FrameFeatures: raw FPN levels (T, 256, 4e, 4e),
   (T, 256, 2e, 2e), (T, 256, e, e); computed once, shared by every object and every decoder.
 - `decode(features, prompt_tokens (N, k, 256), frame_index (N,))` -> low-res mask logits
-  (N, 1, 4e, 4e), predicted IoU (N, 1), object-score logits (N, 1), output token (N, 256).
+  (N, 1, 4e, 4e), predicted IoU (N, 1), object-score logits (N, 1), output token (N, 256) of the chosen
+  mask. `mask_selection` chooses it (METHOD.md 3.5): 'best_iou' (Sa2VA: the decoder's three multimask
+  outputs, the one with the highest predicted IoU, in training and inference) or 'single' (token 0).
   Extra tokens are appended to the sparse prompt embeddings (after point prompts, or after SAM-2's
   padding point when there are none); an optional dense mask prompt (N, 1, 4e, 4e) of logits.
   `decoder=` selects the mask decoder (the model's own, or an independent copy from
   `copy_mask_decoder`); the high-resolution skip features go through that decoder's own
   conv_s0/conv_s1, so a trained copy never reads another decoder's projections.
-- `propagate(frames, video_size, key_frame_masks)` -> (n_obj, T, H, W) bool: key-frame masks
-  seed SAM-2's memory, propagation runs forward and backward in time, all objects in one state;
-  frames are read one at a time from CPU memory.
+- `propagate(frames, video_size, key_frames)` (video_memory.py) -> (n_obj, T, H, W) bool: the key frames'
+  decoder outputs seed SAM-2's memory, propagation runs forward and backward in time, all objects in one
+  state; frames are read one at a time from CPU memory.
 """
 from __future__ import annotations
 
@@ -44,10 +47,13 @@ class FrameFeatures:
 
 @dataclass
 class DecoderOutput:
-    low_res_logits: torch.Tensor       # (N, 1, 4e, 4e), before any object-score gating
-    iou_pred: torch.Tensor             # (N, 1)
+    low_res_logits: torch.Tensor       # (N, 1, 4e, 4e), never gated by the object score
+    iou_pred: torch.Tensor             # (N, 1) predicted IoU of the returned mask
     object_score_logits: torch.Tensor  # (N, 1)
     mask_token: torch.Tensor           # (N, 256) SAM output token of the returned mask
+
+
+MASK_SELECTIONS = ("best_iou", "single")
 
 
 class SAM2Grounding(VideoMemory, nn.Module):
@@ -60,11 +66,20 @@ class SAM2Grounding(VideoMemory, nn.Module):
         image_size: run SAM-2 at this input size instead of the config's (a multiple of 16; the weights
             do not depend on it): sets `model.image_size` and the memory attention's RoPE grid
             (image_size / 16). The datasets' `sam_size` must match.
+        mask_selection: 'best_iou' (default, Sa2VA) or 'single' (see `decode`).
+        object_score_gating: tracked frames' masks set to -1024 where the object score is <= 0 (the sam2
+            package's behaviour); default False, as Sa2VA's SAM-2 (`predictor.py`).
     """
 
     def __init__(self, model_config: str, checkpoint: Optional[str] = None, hydra_overrides: Sequence[str] = (),
-                 image_size: Optional[int] = None):
+                 image_size: Optional[int] = None, mask_selection: str = "best_iou",
+                 object_score_gating: bool = False):
         super().__init__()
+        if mask_selection not in MASK_SELECTIONS:
+            raise ValueError(f"grounding.mask_selection must be one of {MASK_SELECTIONS}, got {mask_selection!r}")
+        if not isinstance(object_score_gating, bool):
+            raise ValueError(f"grounding.object_score_gating must be True or False, got {object_score_gating!r}")
+        self.mask_selection, self.object_score_gating = mask_selection, object_score_gating
         overrides = list(hydra_overrides)
         if image_size is not None:
             if image_size % 16:
@@ -73,9 +88,14 @@ class SAM2Grounding(VideoMemory, nn.Module):
             overrides += [f"++model.image_size={image_size}"] + [
                 f"++model.memory_attention.layer.{a}.feat_sizes={grid}" for a in ("self_attention", "cross_attention")]
         self.sam2_model = build_sam2_model(model_config, checkpoint, overrides)
+        self.sam2_model.object_score_gating = object_score_gating
         self.image_size = int(self.sam2_model.image_size)
         self.prompt_dim = int(self.sam2_model.hidden_dim)
         self.low_res_size = tuple(self.sam2_model.sam_prompt_encoder.mask_input_size)
+
+    def settings(self) -> dict:
+        """The decoding switches a saved folder records next to the weights (`builder.load_pretrained`)."""
+        return {"mask_selection": self.mask_selection, "object_score_gating": self.object_score_gating}
 
     def save_pretrained(self, folder: str, config_name: str = "sam2_config.yaml",
                         checkpoint_name: str = "sam2.pt") -> None:
@@ -114,10 +134,11 @@ class SAM2Grounding(VideoMemory, nn.Module):
     def decode(self, features: FrameFeatures, prompt_tokens: Optional[torch.Tensor],
                frame_index: Optional[torch.Tensor] = None, point_coords: Optional[torch.Tensor] = None,
                point_labels: Optional[torch.Tensor] = None, mask_logits: Optional[torch.Tensor] = None,
-               decoder: Optional[nn.Module] = None, multimask_output: bool = False) -> DecoderOutput:
+               decoder: Optional[nn.Module] = None) -> DecoderOutput:
         """Decode N masks. prompt_tokens (N, k, 256) or (N, 256); frame_index (N,) picks each object's frame
         (default: object i on frame i); point_coords (N, P, 2) in input-image pixels (x, y) with labels
-        (N, P) (1 pos, 0 neg, -1 pad); mask_logits (N, 1, h, w) dense prompt."""
+        (N, P) (1 pos, 0 neg, -1 pad); mask_logits (N, 1, h, w) dense prompt. The returned mask is chosen
+        by `mask_selection`; its gradient flows through the chosen mask only."""
         m = self.sam2_model
         dec = decoder if decoder is not None else m.sam_mask_decoder
         pe = m.sam_prompt_encoder
@@ -147,9 +168,14 @@ class SAM2Grounding(VideoMemory, nn.Module):
                            masks=None if mask_logits is None else mask_logits.to(image_embed.dtype))
         if prompt_tokens is not None:
             sparse = torch.cat([sparse, prompt_tokens.to(sparse.dtype)], dim=1)
+        best_iou = self.mask_selection == "best_iou"
         masks, iou, tokens, obj = dec(image_embeddings=image_embed, image_pe=pe.get_dense_pe(),
                                       sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                      multimask_output=multimask_output, repeat_image=False,
+                                      multimask_output=best_iou, repeat_image=False,
                                       high_res_features=high_res)
+        if best_iou:  # SAM2Base._forward_sam_heads' choice: highest predicted IoU, and that mask's token
+            rows, pick = torch.arange(n, device=device), iou.argmax(-1)
+            masks, iou = masks[rows, pick][:, None], iou[rows, pick][:, None]
+            tokens = tokens[rows, pick][:, None] if tokens.shape[1] > 1 else tokens
         return DecoderOutput(low_res_logits=masks.float(), iou_pred=iou.float(),
                              object_score_logits=obj.float(), mask_token=tokens[:, 0])

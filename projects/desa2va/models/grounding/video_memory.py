@@ -1,5 +1,12 @@
-"""SAM-2 video memory for `SAM2Grounding`: a video state over lazily read frames, key-frame masks as
-conditioning, propagation forward and backward with all objects in one state, frame features reused."""
+"""SAM-2 video memory for `SAM2Grounding`: a video state over lazily read frames, key frames as
+conditioning, propagation forward and backward with all objects in one state, frame features reused.
+
+A key frame of an object is either the decoder's output on it (a one-row `DecoderOutput`: what inference
+gives, METHOD.md 3.5) or a mask. A decoder output is put into the state as the frame's output exactly as
+SAM-2 would have produced it: its low-res logits (not re-thresholded), the object pointer of its mask
+token and object score; SAM-2's memory encoder then encodes the memory from those logits, as Sa2VA's
+video inference does. A mask (bool, or logits > 0; e.g. a user's annotation) goes through SAM-2's
+`add_new_mask`."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from ...common.image_processing import ImageLike, sam2_frames
+from ...common.image_processing import ImageLike, logits_to_masks, sam2_frames
 
 
 class LazySAM2Frames:
@@ -67,10 +74,11 @@ class VideoMemory:
                        ) -> Iterator[Tuple[int, List[int], torch.Tensor]]:
         """Yield (frame_idx, obj_ids, logits (n_obj, H, W)) for every frame exactly once.
 
-        key_frame_masks: {obj_id: {frame_idx: mask}} with masks (h, w) bool or logits (> 0 is
-        foreground) at any resolution. Forward from the earliest key frame to the end, then backward
-        from it to frame 0, through SAM-2's memory. key_features (`video_features`): frames already
-        encoded, used instead of encoding them again.
+        key_frame_masks: {obj_id: {frame_idx: key}}, key a one-row `DecoderOutput` of that object on that
+        frame, or a mask (h, w) bool / logits (> 0 is foreground) at any resolution. Forward from the
+        earliest key frame to the end, then backward from it to frame 0, through SAM-2's memory.
+        key_features (`video_features`): frames already encoded, used instead of encoding them again.
+        The logits are at `video_size` (SAM-2's bilinear resize of its low-res logits).
         """
         if not key_frame_masks or not all(key_frame_masks.values()):
             raise ValueError("propagate needs at least one key-frame mask for every object")
@@ -100,8 +108,11 @@ class VideoMemory:
         # the latest frame's on a miss: refilled before each use (adding masks, consolidating them).
         for f in sorted(by_frame):
             state["cached_features"] = dict(key_features)
-            for obj_id, mask in by_frame[f]:
-                m.add_new_mask(state, frame_idx=f, obj_id=obj_id, mask=(mask > 0).cpu())
+            for obj_id, key in by_frame[f]:
+                if isinstance(key, torch.Tensor):
+                    m.add_new_mask(state, frame_idx=f, obj_id=obj_id, mask=(key > 0).cpu())
+                else:
+                    self._seed(m, state, f, obj_id, key)
         state["cached_features"] = dict(key_features)
         start = min(f for per_frame in key_frame_masks.values() for f in per_frame)
         for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=False):
@@ -111,14 +122,36 @@ class VideoMemory:
                 if f != start:
                     yield f, list(obj_ids), masks[:, 0]
 
+    @staticmethod
+    def _seed(m, state, frame_idx: int, obj_id, key) -> None:
+        """A decoder output as the object's conditioning output on `frame_idx` (the fields SAM-2's
+        `_run_single_frame_inference` stores; the memory is encoded from `pred_masks` when propagation starts)."""
+        if key.low_res_logits.shape[0] != 1:
+            raise ValueError(f"object {obj_id}, frame {frame_idx}: one decoder output row per (object, frame), "
+                             f"got {key.low_res_logits.shape[0]}")
+        obj_idx = m._obj_id_to_idx(state, obj_id)
+        device = state["device"]
+        score = key.object_score_logits.float().to(device)
+        state["temp_output_dict_per_obj"][obj_idx]["cond_frame_outputs"][frame_idx] = {
+            "maskmem_features": None, "maskmem_pos_enc": None,
+            "pred_masks": key.low_res_logits.float().to(state["storage_device"]),
+            "obj_ptr": m.object_pointer(key.mask_token.to(device, m.no_obj_ptr.dtype), score),
+            "object_score_logits": score,
+        }
+
     def propagate(self, frames, video_size: Tuple[int, int],
                   key_frame_masks: Mapping[int, Mapping[int, torch.Tensor]],
-                  key_features: Optional[Mapping[int, Tuple[torch.Tensor, Dict[str, Any]]]] = None) -> torch.Tensor:
-        """(n_obj, T, H, W) bool masks, objects in the order of key_frame_masks."""
+                  key_features: Optional[Mapping[int, Tuple[torch.Tensor, Dict[str, Any]]]] = None,
+                  postprocess: str = "direct") -> torch.Tensor:
+        """(n_obj, T, H, W) bool masks (H, W = video_size), objects in the order of key_frame_masks.
+        postprocess (`image_processing.logits_to_masks`): 'direct' thresholds SAM-2's logits resized to
+        video_size; 'sa2va' has SAM-2 resize them to its own input size, then resizes those, sigmoid > 0.5."""
         n_frames = len(frames)
         out = torch.zeros(len(key_frame_masks), n_frames, *video_size, dtype=torch.bool)
         order = {obj_id: i for i, obj_id in enumerate(key_frame_masks)}
-        for f, obj_ids, logits in self.propagate_iter(frames, video_size, key_frame_masks, key_features):
+        state_size = (self.image_size, self.image_size) if postprocess == "sa2va" else tuple(video_size)
+        for f, obj_ids, logits in self.propagate_iter(frames, state_size, key_frame_masks, key_features):
+            masks = logits_to_masks(logits.float(), tuple(video_size), postprocess, self.image_size).cpu()
             for j, obj_id in enumerate(obj_ids):
-                out[order[obj_id], f] = logits[j].cpu() > 0
+                out[order[obj_id], f] = masks[j]
         return out

@@ -7,8 +7,9 @@ tokenizer from the same folder. No `trust_remote_code`.
 
 Responsibilities:
 - grounding tokens (`[SEG]`, `<p>`, `</p>`, `<vp>`, `</vp>`) added exactly once; new embedding rows
-  initialised to the mean of the existing rows; when the embeddings are otherwise frozen only the
-  grounding-token rows (input embeddings and LM head) receive gradient;
+  initialised to the mean of the existing rows; with a frozen LLM (LoRA) `train_embeddings` chooses what
+  of the input embeddings and LM head trains: 'full' (Sa2VA's recipe: both matrices, every row),
+  'grounding_rows' (only the grounding-token rows receive gradient) or 'none';
 - LoRA through peft, freeze switches, gradient checkpointing, SDPA (flash-attention 2 when installed and
   on GPU);
 - `forward`: LM loss + last-layer hidden states at `[SEG]` input positions;
@@ -63,6 +64,9 @@ def pixel_shuffle(x: torch.Tensor, scale: float, version: str = "v2") -> torch.T
     return x.contiguous()
 
 
+TRAIN_EMBEDDINGS = ("grounding_rows", "full", "none")
+
+
 class InternVLMLLM(nn.Module):
     """InternVL2.5 (InternViT + mlp1 + Qwen2) with grounding tokens.
 
@@ -72,7 +76,8 @@ class InternVLMLLM(nn.Module):
         load_weights: False builds the architecture with random weights (tests, benchmarks).
         lora: None or a dict of peft LoraConfig arguments (r, lora_alpha, lora_dropout, target_modules).
         freeze_vision / freeze_llm / freeze_projector: requires_grad switches; LoRA implies freeze_llm.
-        train_grounding_token_rows: with frozen embeddings, let the grounding-token rows train.
+        train_embeddings: 'full' | 'grounding_rows' (default) | 'none': what of the input embeddings and
+            the LM head trains when the LLM is frozen (see above).
         gradient_checkpointing: for the vision encoder and the LLM.
         attn_implementation: 'sdpa' | 'flash_attention_2' | 'eager'; None picks flash-attention 2 only
             when it is installed and a GPU is present, else SDPA.
@@ -81,7 +86,7 @@ class InternVLMLLM(nn.Module):
     def __init__(self, model_path: str, torch_dtype: Union[str, torch.dtype] = "float32",
                  load_weights: bool = True, lora: Optional[Dict[str, Any]] = None,
                  freeze_vision: bool = True, freeze_llm: bool = True, freeze_projector: bool = False,
-                 train_grounding_token_rows: bool = True, gradient_checkpointing: bool = False,
+                 train_embeddings: str = "grounding_rows", gradient_checkpointing: bool = False,
                  attn_implementation: Optional[str] = None):
         super().__init__()
         self.model_path = model_path
@@ -106,7 +111,7 @@ class InternVLMLLM(nn.Module):
         self.add_grounding_tokens()
         self.configure_training(lora=lora, freeze_vision=freeze_vision, freeze_llm=freeze_llm,
                                 freeze_projector=freeze_projector,
-                                train_grounding_token_rows=train_grounding_token_rows,
+                                train_embeddings=train_embeddings,
                                 gradient_checkpointing=gradient_checkpointing)
 
     # ------------------------------------------------------------------ construction
@@ -191,7 +196,9 @@ class InternVLMLLM(nn.Module):
 
     def configure_training(self, lora: Optional[Dict[str, Any]] = None, freeze_vision: bool = True,
                            freeze_llm: bool = True, freeze_projector: bool = False,
-                           train_grounding_token_rows: bool = True, gradient_checkpointing: bool = False) -> None:
+                           train_embeddings: str = "grounding_rows", gradient_checkpointing: bool = False) -> None:
+        if train_embeddings not in TRAIN_EMBEDDINGS:
+            raise ValueError(f"mllm.train_embeddings must be one of {TRAIN_EMBEDDINGS}, got {train_embeddings!r}")
         if lora and not freeze_llm:
             raise ValueError("lora with freeze_llm=False: LoRA trains adapters on a frozen LLM; choose one")
         self.vision_model.requires_grad_(not freeze_vision)
@@ -205,8 +212,12 @@ class InternVLMLLM(nn.Module):
             args.setdefault("task_type", "CAUSAL_LM")
             self.language_model = get_peft_model(self.language_model, LoraConfig(**args))
         self._row_hooks = getattr(self, "_row_hooks", [])
-        if train_grounding_token_rows and freeze_llm:
+        if freeze_llm and train_embeddings == "grounding_rows":
             self._train_token_rows_only(self.grounding_token_ids)
+        elif freeze_llm and train_embeddings == "full":  # Sa2VA: get_input/output_embeddings().requires_grad_(True)
+            lm = self.causal_lm
+            for emb in (lm.get_input_embeddings(), lm.get_output_embeddings()):
+                emb.weight.requires_grad_(True)
         if gradient_checkpointing:
             self.vision_model.encoder.gradient_checkpointing = True
             self.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -331,7 +342,7 @@ class InternVLMLLM(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def generate(self, input_ids: torch.Tensor, pixel_values: Optional[torch.Tensor] = None,
-                 max_new_tokens: int = 128, region_masks: Optional[Sequence[torch.Tensor]] = None
-                 ) -> GenerationOutput:
+                 max_new_tokens: int = 128, region_masks: Optional[Sequence[torch.Tensor]] = None,
+                 stop_words: Sequence[str] = ()) -> GenerationOutput:
         """Greedy decoding of one prompt (input_ids (1, L)) with a KV cache (`generation.greedy_generate`)."""
-        return greedy_generate(self, input_ids, pixel_values, max_new_tokens, region_masks)
+        return greedy_generate(self, input_ids, pixel_values, max_new_tokens, region_masks, stop_words)
