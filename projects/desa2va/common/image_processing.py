@@ -121,7 +121,10 @@ def sam2_frames(frames: Iterable[ImageLike], size: int = 1024) -> torch.Tensor:
 
 
 def resize_logits(logits: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of (..., h, w) mask logits to `size` (H, W): done once, to the original size."""
+    """Bilinear resize of (..., h, w) mask logits to `size` (H, W): done once, to the original size. Logits
+    already of that size are returned as they are (the resize would be the identity)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits.float()
     lead = logits.shape[:-2]
     flat = logits.reshape(-1, 1, *logits.shape[-2:]).float()
     out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
@@ -135,14 +138,12 @@ def logits_to_masks(logits: torch.Tensor, size: Tuple[int, int], chain: str = "d
                     ) -> torch.Tensor:
     """Bool masks (..., H, W) from mask logits (..., h, w). chain 'direct' (METHOD.md 3.3): one bilinear
     resize to `size`, logits > 0; 'sa2va' (Sa2VA's predict_forward): bilinear to SAM-2's `sam_size` first
-    (skipped when the logits are already that size), then to `size`, sigmoid > 0.5."""
+    (nothing to do when the logits are already that size), then to `size`, sigmoid > 0.5."""
     if chain == "direct":
         return resize_logits(logits, size) > 0
     if chain != "sa2va":
         raise ValueError(f"postprocess must be one of {POSTPROCESS}, got {chain!r}")
-    if tuple(logits.shape[-2:]) != (sam_size, sam_size):
-        logits = resize_logits(logits, (sam_size, sam_size))
-    return resize_logits(logits, size).sigmoid() > 0.5
+    return resize_logits(resize_logits(logits, (sam_size, sam_size)), size).sigmoid() > 0.5
 
 
 def region_token_cells(mask: np.ndarray, grid: int) -> np.ndarray:

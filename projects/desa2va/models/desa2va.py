@@ -128,7 +128,8 @@ class DeSa2VAModel(BaseModel):
                 rows += [seg_offsets[b] + j] * t
                 frame_rows += list(range(f0, f0 + t))
             f0 += t
-            targets.append(m[objs].reshape(len(objs) * t, 1, *m.shape[2:]))
+            picked = m if objs == list(range(n_obj)) else m[objs]  # (a copy only when objects repeat or are cut)
+            targets.append(picked.reshape(len(objs) * t, 1, *m.shape[2:]))
             frames.append(imgs)
         dev = self.device
         return (torch.tensor(rows, device=dev), torch.tensor(frame_rows, device=dev), targets, torch.cat(frames))

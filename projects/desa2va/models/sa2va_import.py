@@ -74,8 +74,8 @@ def _read_config(src: str) -> Dict[str, Any]:
 
 def _internvl_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
     out = {k: v for k, v in cfg.items() if k not in ("auto_map", "architectures", "model_type", "_name_or_path")}
-    out.update(architectures=["InternVLChatModel"], model_type="internvl_chat",
-               min_dynamic_patch=1, max_dynamic_patch=12, use_thumbnail=True)  # predict_forward's tiling
+    # predict_forward's tiling: 1 tile up (with a thumbnail); its 12-tile cap is SA2VA_SETTINGS' max_tiles
+    out.update(architectures=["InternVLChatModel"], model_type="internvl_chat", min_dynamic_patch=1, use_thumbnail=True)
     return out
 
 

@@ -151,7 +151,7 @@ class VideoMemory:
         order = {obj_id: i for i, obj_id in enumerate(key_frame_masks)}
         state_size = (self.image_size, self.image_size) if postprocess == "sa2va" else tuple(video_size)
         for f, obj_ids, logits in self.propagate_iter(frames, state_size, key_frame_masks, key_features):
-            masks = logits_to_masks(logits.float(), tuple(video_size), postprocess, self.image_size).cpu()
+            masks = logits_to_masks(logits, tuple(video_size), postprocess, self.image_size).cpu()
             for j, obj_id in enumerate(obj_ids):
                 out[order[obj_id], f] = masks[j]
         return out
