@@ -4,7 +4,7 @@ from projects.desa2va.config_builders import warmup_cosine
 _base_ = ["_base_/models/text_pretrain.py", "_base_/datasets/synthetic.py", "_base_/schedules/tiny.py"]
 
 pretrained = "pretrained/tiny"
-model = dict(mllm=dict(model_path=pretrained + "/InternVL2_5-tiny", torch_dtype="float32"),
+model = dict(precision="fp32", mllm=dict(model_path=pretrained + "/InternVL2_5-tiny"),
              grounding=dict(model_config="sam2_tiny.yaml", checkpoint=pretrained + "/sam2_tiny.pt",
                             mask_selection="single"),  # as desa2va_tiny.py decodes D_txt (see there)
              num_points=1024)

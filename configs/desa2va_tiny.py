@@ -18,7 +18,8 @@ pretrained = "pretrained/tiny"
 # and logits-size ground truth, Sa2VA's),
 # and with SAM-2's single-mask output: the tiny SAM-2's IoU head is random, so Sa2VA's best-IoU choice among
 # the three multimask outputs would be arbitrary (the real SAM-2's IoU head is trained; 1B/4B use best_iou).
-model = dict(mllm=dict(model_path=pretrained + "/InternVL2_5-tiny", torch_dtype="float32", gradient_checkpointing=False,
+model = dict(precision="fp32",
+             mllm=dict(model_path=pretrained + "/InternVL2_5-tiny", gradient_checkpointing=False,
                        lora=dict(r=64, lora_alpha=128, lora_dropout=0.0), train_embeddings="grounding_rows"),
              gt_resolution="full", objects_per_sample=None,
              grounding=dict(model_config="sam2_tiny.yaml", checkpoint=pretrained + "/sam2_tiny.pt",

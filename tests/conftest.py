@@ -268,3 +268,25 @@ def write_tiny_sa2va(folder, tiny_mllm_path, tiny_sam2_ckpt, seed=0, drop=(), ex
     shutil.copy(os.path.join(tiny_mllm_path, "generation_config.json"), folder) \
         if os.path.isfile(os.path.join(tiny_mllm_path, "generation_config.json")) else None
     return str(folder)
+
+
+def assert_same_state(a, b, where="state"):
+    """Two (nested) checkpoint states are equal bit for bit: tensors with torch.equal (dtype included),
+    everything else with ==."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor), where
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), \
+            f"{where}: differs (max abs {float((a.double() - b.double()).abs().max()) if a.shape == b.shape else 'shape'})"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {sorted(set(a) ^ set(b))[:5]}"
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif hasattr(a, "__dict__") and not isinstance(a, type):  # e.g. DeepSpeed's loss scaler: its fields
+        assert type(a) is type(b), where
+        assert_same_state(vars(a), vars(b), f"{where}({type(a).__name__})")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

@@ -6,8 +6,8 @@ CHECKPOINT: an mmengine checkpoint file, a DeepSpeed checkpoint folder (`iter_N.
 (its latest checkpoint).
 
 The folder loads with `projects.desa2va.models.builder.load_pretrained(OUT)` (evaluation, inference) without the training
-config and without trust_remote_code. Every trainable weight must be in the checkpoint; a missing or
-unexpected key is an error naming it.
+config and without trust_remote_code. Every trainable weight and stage 1's frozen W_rt must be in the
+checkpoint; a missing or unexpected key is an error naming it.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def build_model(config: str, cfg_options=None, skip_stage1: bool = True):
     """The config's model as training starts it (frozen weights from the pretrained files it names); the
-    stage-1 hand-off is skipped, since the trained weights come from a checkpoint."""
+    stage-1 hand-off is skipped: the checkpoint holds D_txt and W_rt (see `load_trained_model`)."""
     from mmengine.config import Config
 
     from projects.desa2va.models.builder import build_model as build
@@ -37,7 +37,7 @@ def load_trained_model(config: str, checkpoint: str, cfg_options=None):
     model = build_model(config, cfg_options)
     state = read_training_checkpoint(checkpoint)
     own = model.state_dict()
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    trainable = model.checkpoint_names()  # trainable weights and W_rt (trained in stage 1, frozen since)
     missing = sorted(trainable - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

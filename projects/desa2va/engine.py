@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from mmengine.registry import STRATEGIES
 from xtuner.engine._strategy import DeepSpeedStrategy
+
+from .models.precision import resolve_precision
 
 
 @STRATEGIES.register_module(force=True)
@@ -34,7 +36,12 @@ class DeSa2VADeepSpeedStrategy(DeepSpeedStrategy):
         return checkpoint
 
 
-def read_deepspeed_json(path: str) -> Dict[str, Any]:
+def read_deepspeed_json(path: str, precision: str = "auto") -> Tuple[Dict[str, Any], str]:
+    """(DeepSpeed config, the run's precision). The json's `bf16.enabled` says the precision: true -> 'bf16',
+    false -> 'fp32', "auto" -> the model's `precision` ('auto': bf16 where the GPU has it). The precision is
+    the model's policy (models/precision.py: frozen weights bf16, trainable ones fp32 under autocast), so
+    DeepSpeed's own bf16 / fp16 modes are switched off in the returned config (they would cast every weight
+    to 16 bits). fp16 is refused (no loss scaling in this project)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"DeepSpeed config not found: {path}")
     with open(path) as f:
@@ -42,23 +49,33 @@ def read_deepspeed_json(path: str) -> Dict[str, Any]:
             ds = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"DeepSpeed config {path} is not valid JSON: {e}") from e
-    # "auto" precision: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU (both are GPU-only)
-    cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    for key, on in (("bf16", bf16), ("fp16", cuda and not bf16)):
-        if isinstance(ds.get(key), dict) and ds[key].get("enabled") == "auto":
-            ds[key]["enabled"] = on
-        if not cuda and isinstance(ds.get(key), dict) and ds[key].get("enabled"):
-            raise ValueError(f"DeepSpeed config {path} enables {key}, which needs a GPU; use "
-                             "configs/deepspeed/zero2_cpu.json on this machine")
-    return ds
+    if (ds.get("fp16") or {}).get("enabled") is True:
+        raise ValueError(f"DeepSpeed config {path} enables fp16: this project trains in bf16 or fp32 (set "
+                         "\"fp16\": {\"enabled\": false} and \"bf16\": {\"enabled\": \"auto\"})")
+    bf16 = (ds.get("bf16") or {}).get("enabled", False)
+    if bf16 not in (True, False, "auto"):
+        raise ValueError(f"DeepSpeed config {path}: bf16.enabled must be true, false or \"auto\", got {bf16!r}")
+    if bf16 == "auto":
+        run = resolve_precision(precision)
+    else:
+        run = "bf16" if bf16 else "fp32"
+        if precision != "auto" and precision != run:
+            raise ValueError(f"DeepSpeed config {path} sets bf16.enabled={str(bf16).lower()} but model.precision is "
+                             f"{precision!r}: set one of them to match (or bf16.enabled to \"auto\")")
+    for key in ("bf16", "fp16"):
+        ds[key] = {"enabled": False}
+    return ds, run
 
 
 def use_deepspeed(cfg, json_path: str) -> None:
     """Turn an mmengine config into a FlexibleRunner + DeepSpeed one. The config's batch size, gradient
     accumulation and clipping win over the json's (a mismatch is reported); the optimizer keeps its
-    param-wise settings (no weight decay on norms, biases and embedding rows)."""
-    ds = read_deepspeed_json(json_path)
+    param-wise settings (no weight decay on norms, biases and embedding rows); the json's precision becomes
+    the model's (`read_deepspeed_json`)."""
+    ds, precision = read_deepspeed_json(json_path, cfg.model.get("precision", "auto"))
+    cfg.model.precision = precision
+    print(f"[train] precision {precision}" + (" (frozen weights bf16, trainable fp32, autocast; DeepSpeed's own "
+                                              "bf16 mode off)" if precision == "bf16" else ""))
     optim = cfg.optim_wrapper
     ours = {"train_micro_batch_size_per_gpu": cfg.train_dataloader.batch_size,
             "gradient_accumulation_steps": optim.get("accumulative_counts", 1),

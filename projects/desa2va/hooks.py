@@ -10,6 +10,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
+from .models.checkpoint_io import CARRIED_STATE
+
 
 def capture_rng() -> Dict[str, Any]:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -24,12 +26,17 @@ def restore_rng(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
 @HOOKS.register_module()
 class TrainableWeightsCheckpointHook(Hook):
     """Keep only trainable weights in training checkpoints (LoRA, grounding-token rows, projector, heads,
-    decoders): frozen weights are rebuilt from the pretrained files when the config builds the model, so a
-    4B checkpoint shrinks from gigabytes to what training changed. Resume loads non-strictly. (Under
-    DeepSpeed the strategy's `exclude_frozen_parameters` does the same.)
+    decoders), plus the frozen weights no pretrained file holds (stage 1's W_rt: `model.checkpoint_names`):
+    frozen weights are rebuilt from the pretrained files when the config builds the model, so a 4B
+    checkpoint shrinks from gigabytes to what training changed. Resume loads non-strictly. (Under DeepSpeed
+    the strategy's `exclude_frozen_parameters` does the same, and W_rt travels as `carried_state`.)
 
     The checkpoint also carries every rank's random states (python, numpy, torch, CUDA), gathered just
     before the checkpoint hook saves, and each rank restores its own on resume, so a resumed run draws the
@@ -55,10 +62,12 @@ class TrainableWeightsCheckpointHook(Hook):
         self._rng_by_rank = all_gather_object(capture_rng()) if self._checkpoint_due(runner) else None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if "state_dict" in checkpoint:  # the DeepSpeed strategy stores module states itself
-            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-            keep = {n for n, p in model.named_parameters() if p.requires_grad}
+        model = _unwrap(runner.model)
+        if "state_dict" in checkpoint:
+            keep = model.checkpoint_names()  # trainable weights and the frozen W_rt of stage 1
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        else:  # the DeepSpeed strategy stores module states itself, frozen weights excluded: carry W_rt
+            checkpoint[CARRIED_STATE] = model.carried_state_dict()
         states = self._rng_by_rank
         if states is None and get_dist_info()[1] == 1:
             states = [capture_rng()]  # a save outside the periodic checkpoints
@@ -66,6 +75,16 @@ class TrainableWeightsCheckpointHook(Hook):
             checkpoint["rng_states"] = states
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        carried = checkpoint.get(CARRIED_STATE)
+        if carried:
+            model = _unwrap(runner.model)
+            missing = sorted(set(model.carried_state_dict()) - set(carried))
+            if missing:
+                raise KeyError(f"checkpoint lacks the carried weights {missing}")
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for k, v in carried.items():
+                    params[k].copy_(v)
         states = checkpoint.get("rng_states")
         if not states:
             return

@@ -148,7 +148,8 @@ def test_stage2_from_sa2va_config_starts_from_sa2va_visual_branch(imported):
     assert cfg.model.sa2va_init == "pretrained/Sa2VA-4B-imported" and cfg.model.visual_proj == "sa2va_mlp"
     assert cfg.model.mllm.model_path == "pretrained/Sa2VA-4B-imported/mllm"
     cfg.model.update(sa2va_init=out, stage1_checkpoint=None, align_weight=0.0)
-    cfg.model.mllm.update(model_path=os.path.join(out, "mllm"), torch_dtype="float32")
+    cfg.model.mllm.update(model_path=os.path.join(out, "mllm"))
+    cfg.model.precision = "fp32"
     cfg.model.grounding.update(model_config=os.path.join(out, "sam2_config.yaml"), checkpoint=os.path.join(out, "sam2.pt"))
     model = MODELS.build(cfg.model)
     state = read_safetensors_folder(src)

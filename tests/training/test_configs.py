@@ -79,7 +79,7 @@ def test_config_parses_and_builds_its_model(name, tiny_mllm_path, tiny_sam2_ckpt
         return  # its weights are an imported Sa2VA folder (tests/inference/test_import_sa2va.py builds one)
     # point the pretrained paths at the tiny stand-ins and build
     cfg.model.mllm.model_path = tiny_mllm_path
-    cfg.model.mllm.torch_dtype = "float32"
+    cfg.model.precision = "fp32"
     cfg.model.grounding = dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt)
     if "stage1_checkpoint" in cfg.model:
         cfg.model.stage1_checkpoint = None

@@ -6,7 +6,8 @@
 # defaults of projects/desa2va/models/builder.py, written there once; an experiment overrides paths and switches.
 model = dict(
     type="DeSa2VAModel", stage=2, decouple=False,
-    mllm=dict(model_path="pretrained/InternVL2_5-1B", torch_dtype="bfloat16",
+    precision="auto",  # bf16 on GPUs (frozen weights bf16, trainable fp32, autocast; docs/ARCHITECTURE.md), fp32 on CPUs
+    mllm=dict(model_path="pretrained/InternVL2_5-1B",
               lora=dict(r=128, lora_alpha=256, lora_dropout=0.05), gradient_checkpointing=True,
               train_embeddings="full"),
     grounding=dict(model_config="configs/sam2/sam2_hiera_l.yaml", checkpoint="pretrained/sam2_hiera_large.pt"),

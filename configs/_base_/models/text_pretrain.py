@@ -3,6 +3,7 @@
 # 1 IoU-MSE) are in projects/desa2va/models/builder.py.
 model = dict(
     type="DeSa2VAModel", stage=1,
-    mllm=dict(model_path="pretrained/InternVL2_5-1B", torch_dtype="bfloat16"),
+    mllm=dict(model_path="pretrained/InternVL2_5-1B"),
+    precision="auto",  # bf16 on GPUs (frozen weights bf16, trainable fp32, autocast), fp32 on CPUs
     grounding=dict(model_config="configs/sam2/sam2_hiera_l.yaml", checkpoint="pretrained/sam2_hiera_large.pt"),
 )

@@ -6,8 +6,10 @@
 max_epochs = 1
 lr = 4e-5
 warmup_ratio = 0.05
+# Precision is the model's (model.precision, models/precision.py: bf16 autocast inside its forward, trainable
+# weights fp32), so the wrapper is the plain one (no loss scaling; mmengine's AmpOptimWrapper is CUDA-only).
 optim_wrapper = dict(
-    type="AmpOptimWrapper", dtype="bfloat16",
+    type="OptimWrapper",
     optimizer=dict(type="AdamW", lr=lr, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=1.0, error_if_nonfinite=False),
     accumulative_counts=4,

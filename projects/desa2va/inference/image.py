@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -19,12 +18,6 @@ from ..common import special_tokens as st
 from ..common.chat_template import (expand_image_placeholders, generation_prompt, get_template, region_prefix,
                                     with_media)
 from ..common.image_processing import logits_to_masks, mllm_inputs, region_token_cells, to_pil
-
-
-def autocast(model):
-    if model.device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def geometry(model):
@@ -56,8 +49,7 @@ def generate_answer(model, question: str, pixel_values: torch.Tensor, tokens_per
                     region_masks: Optional[Sequence[np.ndarray]] = None):
     """`mllm.generate` on `prompt_ids`' prompt."""
     ids, regions = prompt_ids(model, question, tokens_per_image, history, region_masks)
-    pv = pixel_values.to(model.device, model.mllm.vision_model.embeddings.patch_embedding.weight.dtype)
-    return model.mllm.generate(ids, pv, max_new_tokens=model.max_new_tokens, region_masks=regions,
+    return model.mllm.generate(ids, pixel_values.to(model.device), max_new_tokens=model.max_new_tokens, region_masks=regions,
                                stop_words=get_template(model.chat_template).stop_words)
 
 
@@ -68,7 +60,7 @@ def predict_image(model, questions: Sequence[str], image, history=(),
     prompts, referred to as region1, region2, ... (the image is then one whole-image tile). Returns one
     {'text', 'masks': [(H, W) bool per [SEG]]} per question."""
     image = to_pil(image)
-    with autocast(model):
+    with model.autocast():
         tiles, tokens = mllm_inputs(geometry(model), [image], "image", regions=region_masks is not None)
         gens = [generate_answer(model, q, tiles, tokens, history, region_masks) for q in questions]
         results = [{"text": g.text, "masks": []} for g in gens]

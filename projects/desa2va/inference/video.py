@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..common.image_processing import mllm_inputs, to_pil
-from .image import autocast, generate_answer, geometry, predict_image
+from .image import generate_answer, geometry, predict_image
 
 
 def keyframe_indices(num_frames: int, strategy: str = "uniform", count: int = 5) -> List[int]:
@@ -52,7 +52,7 @@ def predict_video(model, questions: Sequence[str], frames: Sequence, history=())
     keys = keyframe_indices(len(frames), model.keyframes, model.num_keyframes)
     key_frames = {i: to_pil(frames[i]) for i in keys}  # read once: MLLM tiles, SAM-2 features, video state
     frames = FramesWithKeys(frames, key_frames)
-    with autocast(model):
+    with model.autocast():
         tiles, tokens = mllm_inputs(geometry(model), [key_frames[i] for i in keys], "video")
         gens = [generate_answer(model, q, tiles, tokens, history) for q in questions]
         results = [{"text": g.text, "masks": []} for g in gens]

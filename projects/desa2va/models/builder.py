@@ -27,6 +27,7 @@ from .desa2va import DeSa2VAModel
 from .grounding import SAM2Grounding
 from .heads import DecoupledHead, Sa2VAHead, TextPretrainHead
 from .mllm import InternVLMLLM
+from .precision import PRECISIONS, apply_precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ STAGE2 = dict(lm_weight=1.0, bce_weight=2.0, dice_weight=0.5,                   
               max_new_tokens=64, system_prompt=INTERNVL2_5_SYSTEM, chat_template="internvl2_5", max_tiles=None,
               reprompt_iters=None, keyframes=None, num_keyframes=None, postprocess=None,  # None: the arm's, below
               objects_per_sample=None)  # None: every object once (3.4); Sa2VA: 5 (repeated or cut, REFERENCE.md 6)
-TEXT_BRANCH = dict(num_text_points=3)                                                  # 3.1: K, D_txt's token layout
+TEXT_BRANCH = dict(num_text_points=3,                                                  # 3.1: K, D_txt's token layout
+                   text_cache_size=4096)  # e(t) cache (LRU): 4096 x d x 4 bytes = 15 MB (1B), 42 MB (4B)
 STAGE1 = dict(point_drop_prob=0.5, focal_weight=20.0, pretrain_dice_weight=1.0, iou_weight=1.0)  # 3.1
 DECOUPLED = dict(fusion="gate", text_weight=0.5, visual_weight=0.5, fused_weight=1.0,  # 3.2
                  align_weight=None, orth_weight=0.1, visual_proj="linear", stage1_checkpoint=None, sa2va_init=None)
@@ -46,9 +48,11 @@ ALIGN_WEIGHT = 0.5  # align_weight=None: this with a stage-1 teacher, 0 without 
 SA2VA_INFERENCE = dict(reprompt_iters=0, keyframes="first", num_keyframes=5, postprocess="sa2va")  # REFERENCE.md 6
 DESA2VA_INFERENCE = dict(reprompt_iters=1, keyframes="uniform", num_keyframes=5, postprocess="direct")  # 3.3, 3.4
 KEYFRAMES = ("uniform", "first")
-ARMS = {"text_pretrain": {**POINTS, **TEXT_BRANCH, **STAGE1},
-        "sa2va": {**POINTS, **STAGE2},
-        "desa2va": {**POINTS, **STAGE2, **TEXT_BRANCH, **DECOUPLED}}
+COMMON = dict(precision="auto")  # precision.py: 'auto' = bf16 on a GPU with bf16, fp32 elsewhere
+ARMS = {"text_pretrain": {**COMMON, **POINTS, **TEXT_BRANCH, **STAGE1},
+        "sa2va": {**COMMON, **POINTS, **STAGE2},
+        "desa2va": {**COMMON, **POINTS, **STAGE2, **TEXT_BRANCH, **DECOUPLED}}
+TORCH_DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # load_pretrained's torch_dtype -> precision
 ARTEFACTS = ("stage1_checkpoint",)
 KNOWN = set().union(*ARMS.values())
 BUILD_KEYS = ("type", "data_preprocessor", "init_cfg")
@@ -95,7 +99,12 @@ def resolve_settings(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     if stage == 1 and (mllm.get("lora") or mllm.get("gradient_checkpointing")):
         raise ModelConfigError("model.mllm.lora / gradient_checkpointing are ignored by stage 1: the MLLM stays frozen "
                                "(it only encodes the label texts)")
+    if "torch_dtype" in mllm:
+        raise ModelConfigError("model.mllm.torch_dtype is set by model.precision ('bf16': frozen weights bf16, "
+                               "trainable ones fp32, autocast; 'fp32'; 'auto'): remove it")
     s = {**allowed, **cfg}
+    if s["precision"] not in PRECISIONS:
+        raise ModelConfigError(f"model.precision must be one of {PRECISIONS}, got {s['precision']!r}")
     if s["gt_resolution"] not in ("full", "logits"):
         raise ModelConfigError(f"model.gt_resolution must be 'full' or 'logits', got {s['gt_resolution']!r}")
     if stage == 2:
@@ -132,7 +141,8 @@ def build_model(cfg: Mapping[str, Any], load_checkpoints: bool = True) -> DeSa2V
     s = resolve_settings(cfg)
     settings = {k: v for k, v in s.items() if k not in ("mllm", "grounding")}
     logger.info("model settings: %s", settings)
-    mllm = InternVLMLLM(**s["mllm"])
+    precision = resolve_precision(s["precision"])
+    mllm = InternVLMLLM(**s["mllm"], torch_dtype="bfloat16" if precision == "bf16" else "float32")
     grounding = SAM2Grounding(**s["grounding"])
     d = mllm.hidden_size
     if s["stage"] == 1:
@@ -150,7 +160,9 @@ def build_model(cfg: Mapping[str, Any], load_checkpoints: bool = True) -> DeSa2V
                 load_stage1(head, s["stage1_checkpoint"])
             if load_checkpoints and s["sa2va_init"]:  # visual_proj='sa2va_mlp', checked above
                 load_sa2va_projection(head.decoupler.vision_proj, s["sa2va_init"])
-    return DeSa2VAModel(settings, mllm, grounding, head, data_preprocessor=dict(cfg).get("data_preprocessor"))
+    model = DeSa2VAModel(settings, mllm, grounding, head, data_preprocessor=dict(cfg).get("data_preprocessor"))
+    logger.info("precision %s: parameters per dtype %s", precision, apply_precision(model, precision))
+    return model
 
 
 def build_from_config(**cfg) -> DeSa2VAModel:
@@ -173,13 +185,17 @@ def load_pretrained(folder: str, torch_dtype: str = "float32", device: str = "cp
                     **overrides) -> DeSa2VAModel:
     """A saved folder (`DeSa2VAModel.save_pretrained`, tools/convert_to_hf.py, tools/import_sa2va.py), loaded
     strictly without its training config; `overrides` replace saved settings (e.g. reprompt_iters=0, and the
-    grounding's mask_selection / object_score_gating)."""
+    grounding's mask_selection / object_score_gating). torch_dtype 'bfloat16' loads with precision 'bf16'
+    (weights bf16, inference under bf16 autocast), 'float32' with 'fp32'."""
+    if torch_dtype not in TORCH_DTYPES:
+        raise ValueError(f"torch_dtype must be one of {sorted(TORCH_DTYPES)}, got {torch_dtype!r}")
+    overrides["precision"] = TORCH_DTYPES[torch_dtype]
     saved = read_folder_settings(folder)
     settings = saved["model"] if saved["version"] == 2 else settings_from_v1(saved["model"])
     grounding = dict(saved.get("grounding") or {})  # decoding switches (absent in older folders: defaults)
     grounding.update({k: overrides.pop(k) for k in ("mask_selection", "object_score_gating") if k in overrides})
     cfg = {**settings, **overrides,
-           "mllm": dict(model_path=os.path.join(folder, "mllm"), torch_dtype=torch_dtype),
+           "mllm": dict(model_path=os.path.join(folder, "mllm")),
            "grounding": dict(model_config=os.path.join(folder, "sam2_config.yaml"),
                              checkpoint=os.path.join(folder, "sam2.pt"), **grounding)}
     model = build_model(cfg, load_checkpoints=False)

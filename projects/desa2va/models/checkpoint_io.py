@@ -87,6 +87,7 @@ def read_torch_checkpoint(path: str, key: Optional[str] = None, weights_only: bo
 
 
 DEEPSPEED_MODEL_STATES = "mp_rank_00_model_states.pt"
+CARRIED_STATE = "carried_state"  # DeepSpeed checkpoints: the model's frozen-but-carried weights (hooks.py)
 
 
 def read_training_checkpoint(path: str) -> Dict[str, torch.Tensor]:
@@ -100,7 +101,9 @@ def read_training_checkpoint(path: str) -> Dict[str, torch.Tensor]:
         with open(last) as f:
             path = f.read().strip()
     if os.path.isdir(path):
-        sd = read_torch_checkpoint(os.path.join(path, DEEPSPEED_MODEL_STATES), key="module", weights_only=False)
+        states = read_torch_checkpoint(os.path.join(path, DEEPSPEED_MODEL_STATES), weights_only=False)
+        # frozen weights no pretrained file holds (W_rt) travel beside the module (exclude_frozen_parameters)
+        sd = {**states["module"], **states.get(CARRIED_STATE, {})}
     else:
         obj = read_torch_checkpoint(path, weights_only=False)
         sd = obj.get("state_dict", obj)

@@ -29,6 +29,7 @@ from ..common import special_tokens as st
 from .checkpoint_io import STAGE1_PREFIXES, write_model_folder
 from .objectives import (LossWeights, PointSampling, alignment_loss, orthogonality_loss, segmentation_losses,
                          stage1_losses)
+from .precision import autocast, resolve_precision
 from .text_prompts import RealTextEncoder, sample_positive_points
 
 
@@ -53,11 +54,16 @@ class DeSa2VAModel(BaseModel):
         self.system_prompt, self.chat_template = s.get("system_prompt"), s.get("chat_template")
         self.postprocess = s.get("postprocess")
         self.max_tiles = s.get("max_tiles") or int(mllm.config.get("max_dynamic_patch", 12))
-        self.text_encoder = RealTextEncoder()
+        self.precision = resolve_precision(s.get("precision", "auto"))  # weights stored by builder.apply_precision
+        self.text_encoder = RealTextEncoder(s.get("text_cache_size") or 4096)
 
     @property
     def device(self) -> torch.device:
         return self.grounding.sam2_model.no_mem_embed.device
+
+    def autocast(self):
+        """The compute context of the precision policy (`precision.py`): bf16 autocast, or nothing for fp32."""
+        return autocast(self.device, self.precision)
 
     def init_weights(self):
         """Weights come from the pretrained checkpoints; nothing to initialise."""
@@ -71,6 +77,17 @@ class DeSa2VAModel(BaseModel):
         torch.save({"state_dict": self.stage1_state_dict(),
                     "meta": {"hidden_size": self.mllm.hidden_size, "stage": self.stage}}, path)
 
+    def checkpoint_names(self) -> set:
+        """What a training checkpoint holds: the trainable parameters and the frozen ones that no pretrained
+        file rebuilds (the decoupled head's W_rt, trained in stage 1; `head.carried_prefixes`)."""
+        carried = tuple("head." + p for p in getattr(self.head, "carried_prefixes", ()))
+        return {n for n, p in self.named_parameters() if p.requires_grad or n.startswith(carried)}
+
+    def carried_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The frozen part of `checkpoint_names` (what DeepSpeed's exclude_frozen_parameters would drop)."""
+        keep = self.checkpoint_names()
+        return {n: p.detach().cpu().clone() for n, p in self.named_parameters() if n in keep and not p.requires_grad}
+
     def save_pretrained(self, folder: str) -> None:
         """A self-contained folder that `builder.load_pretrained` reads (see `checkpoint_io.write_model_folder`)."""
         write_model_folder(self, folder)
@@ -80,7 +97,8 @@ class DeSa2VAModel(BaseModel):
         if mode != "loss":
             raise ValueError(f"forward computes training losses (mode='loss'), got mode={mode!r}; inference is "
                              "projects.desa2va.inference.predict(model, ...)")
-        return self.compute_loss(data)
+        with self.autocast():
+            return self.compute_loss(data)
 
     def compute_loss(self, data: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         return self._stage1_loss(data) if self.stage == 1 else self._stage2_loss(data)
@@ -175,7 +193,7 @@ class DeSa2VAModel(BaseModel):
                      if t]
             if texts:
                 obj = torch.tensor([offsets[b] + j for b, j, _ in texts], device=self.device)
-                r = self.head.real_text_proj(self.text_embeddings([t for _, _, t in texts]).to(z_t.dtype))
+                r = self.head.real_text_proj(self.text_embeddings([t for _, _, t in texts]))
                 losses["loss_align"] = w.align * alignment_loss(z_t[obj], r)
         if w.orth > 0:
             losses["loss_orth"] = w.orth * orthogonality_loss(z_t, z_v)

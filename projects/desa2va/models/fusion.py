@@ -34,8 +34,8 @@ class MaskFusion(nn.Module):
         if self.mode == "mean":
             return (m_t + m_v) / 2
         if self.mode == "gate":
-            x = torch.cat([z_txt, z_vis, s_t.detach(), s_v.detach()], dim=-1).float()
+            x = torch.cat([z_txt, z_vis, s_t.detach(), s_v.detach()], dim=-1)
             g = torch.sigmoid(self.gate(x))[:, :, None, None]
         else:
-            g = torch.sigmoid(self.gate(torch.cat([m_t, m_v], dim=1).float()))
+            g = torch.sigmoid(self.gate(torch.cat([m_t, m_v], dim=1)))
         return g * m_t + (1 - g) * m_v

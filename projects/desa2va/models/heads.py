@@ -89,6 +89,9 @@ class TextPretrainHead(nn.Module):
 
 
 class DecoupledHead(TextPretrainHead):
+    # frozen weights that no pretrained file holds: training checkpoints and exports carry them
+    carried_prefixes = ("real_text_proj.",)
+
     def __init__(self, grounding, hidden_size: int, num_text_points: int, fusion: str, visual_proj: str,
                  text_weight: float, visual_weight: float, fused_weight: float):
         nn.Module.__init__(self)

@@ -5,11 +5,12 @@
 - `text_prompt_tokens(prompt_encoder, r, points, drop, k)`: PE(p_k) + r for K points (SAM-2's
   not-a-point embedding where points are dropped or missing), then r alone -> (N, K+1, 256);
 - `RealTextEncoder`: e(t), the frozen LLM (LoRA adapters off) on the label text alone, mean-pooled over
-  its tokens, cached per text.
+  its tokens, cached per text (LRU, `text_cache_size` texts).
 """
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
@@ -49,23 +50,33 @@ def text_prompt_tokens(prompt_encoder, r: torch.Tensor, points: Optional[torch.T
     (points (N, K, 2) in SAM input pixels; SAM-2's not-a-point embedding where `drop` (N,) is set or
     points is None), then r alone. Stage 2 decodes z_txt with points=None: the layout of dropped points."""
     n, k = r.shape[0], num_points
-    pad = prompt_encoder.not_a_point_embed.weight.reshape(1, 1, -1).expand(n, k, -1).to(r.dtype)
+    pad = prompt_encoder.not_a_point_embed.weight.reshape(1, 1, -1).expand(n, k, -1)
     if points is None:
         pt = pad
     else:
-        pos = prompt_encoder.pe_layer.forward_with_coords(points + 0.5, prompt_encoder.input_image_size).to(r.dtype)
+        pos = prompt_encoder.pe_layer.forward_with_coords(points + 0.5, prompt_encoder.input_image_size)
         pt = torch.where(drop[:, None, None], pad, pos + r[:, None])
     return torch.cat([pt, r[:, None]], dim=1)
 
 
 class RealTextEncoder:
-    """e(t) (n, d) for label texts, cached per text (not a module: it owns no weights)."""
+    """e(t) (n, d) for label texts, cached per text on CPU in float32, least recently used first out, at most
+    `max_entries` texts (4 d bytes each: 4096 texts are 15 MB at d = 896 (1B), 42 MB at d = 2560 (4B)).
+    Not a module: it owns no weights."""
 
-    def __init__(self):
-        self.cache: Dict[str, torch.Tensor] = {}
+    def __init__(self, max_entries: int = 4096):
+        if not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"text_cache_size must be a positive int, got {max_entries!r}")
+        self.max_entries = max_entries
+        self.cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
 
     @torch.no_grad()
     def __call__(self, mllm, texts: Sequence[str], device: torch.device) -> torch.Tensor:
+        if len(set(texts)) > self.max_entries:
+            raise ValueError(f"{len(set(texts))} distinct texts in one call but text_cache_size is {self.max_entries}")
+        for t in texts:
+            if t in self.cache:
+                self.cache.move_to_end(t)
         todo = sorted({t for t in texts if t not in self.cache})
         if todo:
             tok = mllm.tokenizer
@@ -83,4 +94,6 @@ class RealTextEncoder:
             mean = (h.float() * att[..., None]).sum(1) / att.sum(1, keepdim=True)
             for t, e in zip(todo, mean):
                 self.cache[t] = e.cpu()
+            while len(self.cache) > self.max_entries:
+                self.cache.popitem(last=False)
         return torch.stack([self.cache[t] for t in texts]).to(device)

@@ -128,7 +128,7 @@ class SAM2Grounding(VideoMemory, nn.Module):
         if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(f"SAM-2 frames are {tuple(images.shape[-2:])} but the model's image_size is "
                              f"{self.image_size}: set the datasets' sam_size to {self.image_size}")
-        out = self.sam2_model.image_encoder(images.to(self.sam2_model.no_mem_embed.dtype))
+        out = self.sam2_model.image_encoder(images)
         return FrameFeatures(fpn=list(out["backbone_fpn"]), pos=list(out["vision_pos_enc"]))
 
     def decode(self, features: FrameFeatures, prompt_tokens: Optional[torch.Tensor],
@@ -165,9 +165,9 @@ class SAM2Grounding(VideoMemory, nn.Module):
             mask_logits = torch.nn.functional.interpolate(mask_logits.float(), size=pe.mask_input_size,
                                                           mode="bilinear", align_corners=False, antialias=True)
         sparse, dense = pe(points=(point_coords, point_labels), boxes=None,
-                           masks=None if mask_logits is None else mask_logits.to(image_embed.dtype))
+                           masks=mask_logits)
         if prompt_tokens is not None:
-            sparse = torch.cat([sparse, prompt_tokens.to(sparse.dtype)], dim=1)
+            sparse = torch.cat([sparse, prompt_tokens], dim=1)
         best_iou = self.mask_selection == "best_iou"
         masks, iou, tokens, obj = dec(image_embeddings=image_embed, image_pe=pe.get_dense_pe(),
                                       sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,

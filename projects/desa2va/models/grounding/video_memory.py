@@ -6,7 +6,12 @@ gives, METHOD.md 3.5) or a mask. A decoder output is put into the state as the f
 SAM-2 would have produced it: its low-res logits (not re-thresholded), the object pointer of its mask
 token and object score; SAM-2's memory encoder then encodes the memory from those logits, as Sa2VA's
 video inference does. A mask (bool, or logits > 0; e.g. a user's annotation) goes through SAM-2's
-`add_new_mask`."""
+`add_new_mask`.
+
+Memory does not grow with the video's length: frames are read and preprocessed one at a time, SAM-2
+caches the features of the latest frame only, and the tracked frames' outputs (memory features, masks,
+object pointers) are released once SAM-2's memory window has passed them (`release_frames`); what grows is
+the caller's output masks (`propagate`'s (n_obj, T, H, W) bool, or nothing with `propagate_iter`)."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -115,12 +120,33 @@ class VideoMemory:
                     self._seed(m, state, f, obj_id, key)
         state["cached_features"] = dict(key_features)
         start = min(f for per_frame in key_frame_masks.values() for f in per_frame)
+        window = self.memory_window()
         for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=False):
             yield f, list(obj_ids), masks[:, 0]
+            self.release_frames(state, f, start, window)
         if start > 0:
             for f, obj_ids, masks in m.propagate_in_video(state, start_frame_idx=start, reverse=True):
                 if f != start:
                     yield f, list(obj_ids), masks[:, 0]
+                self.release_frames(state, f, start, window)
+
+    def memory_window(self) -> int:
+        """How far back (in frames) SAM-2 reads a tracked frame's output: its memory bank (num_maskmem frames
+        at the evaluation stride, `_prepare_memory_conditioned_features`) and its object pointers
+        (max_obj_ptrs_in_encoder frames)."""
+        m = self.sam2_model
+        ptrs = m.max_obj_ptrs_in_encoder if m.use_obj_ptrs_in_encoder else 0
+        return max(m.num_maskmem * m.memory_temporal_stride_for_eval + 2, ptrs)
+
+    @staticmethod
+    def release_frames(state, frame_idx: int, start: int, window: int) -> None:
+        """Drop the tracked (non-conditioning) outputs that SAM-2 will not read again, so the state's memory
+        does not grow with the video: those more than `window` frames from the current one, except the
+        `window` frames after the start, which the backward pass reads first. Key frames are kept."""
+        for per_obj in state["output_dict_per_obj"].values():
+            outs = per_obj["non_cond_frame_outputs"]
+            for f in [f for f in outs if abs(f - frame_idx) > window and not start < f <= start + window]:
+                del outs[f]
 
     @staticmethod
     def _seed(m, state, frame_idx: int, obj_id, key) -> None:
