@@ -111,14 +111,60 @@ def build_optim(model, cfg):
     ow = dict(cfg.optim_wrapper.to_dict() if hasattr(cfg.optim_wrapper, "to_dict") else cfg.optim_wrapper)
     ow.pop("accumulative_counts", None)
     if ow.get("type") == "DeepSpeedOptimWrapper":
-        ow["type"] = "AmpOptimWrapper"
+        ow["type"] = "OptimWrapper"  # (precision is the model's: models/precision.py)
     return build_optim_wrapper(model, ow)
+
+
+class DeepSpeedStep:
+    """The optimizer-wrapper calls of this benchmark on a DeepSpeed engine: ZeRO as the json says (one
+    process), the config's optimizer with its param-wise settings, precision resolved as tools/train.py does."""
+
+    def __init__(self, model, cfg, json_path: str):
+        import contextlib
+
+        import deepspeed
+
+        from projects.desa2va.engine import read_deepspeed_json
+
+        ds, precision = read_deepspeed_json(json_path, model.precision)
+        if precision != model.precision:
+            raise ValueError(f"{json_path} trains in {precision} but the model was built in {model.precision}")
+        ds.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1,
+                  gradient_clipping=float((cfg.optim_wrapper.get("clip_grad") or {}).get("max_norm", 1.0)))
+        for k, v in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29591"), ("RANK", "0"), ("WORLD_SIZE", "1"),
+                     ("LOCAL_RANK", "0")):
+            os.environ.setdefault(k, v)
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        optimizer = build_optim(model, cfg).optimizer
+        self.engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
+        self._context = contextlib.nullcontext
+
+    def optim_context(self, model):
+        return self._context()
+
+    def backward(self, loss):
+        self.engine.backward(loss)
+
+    def step(self):
+        self.engine.step()
+
+    def zero_grad(self):
+        self.engine.zero_grad()
+
+    def update_params(self, loss):
+        self.backward(loss)
+        self.step()
+
+
+def forward(model, optim, data):
+    """The loss dict, through the DeepSpeed engine when there is one."""
+    return (optim.engine if isinstance(optim, DeepSpeedStep) else model)(data, mode="loss")
 
 
 def train_step(model, optim, data) -> Dict[str, float]:
     model.text_encoder.cache.clear()
     with optim.optim_context(model):
-        losses = model(data, mode="loss")
+        losses = forward(model, optim, data)
     loss = sum(v for v in losses.values())
     optim.update_params(loss)
     return {k: float(v.detach()) for k, v in losses.items()}
@@ -148,7 +194,7 @@ def profile_step(model, optim, data, device) -> Dict[str, float]:
         t0 = common.now(device)
         timer.push("other")
         with optim.optim_context(model):
-            losses = model(data, mode="loss")
+            losses = forward(model, optim, data)
         loss = sum(v for v in losses.values())
         timer.pop()
         timer.active = False
@@ -171,7 +217,7 @@ def step_flops(model, optim, data) -> int:
         def fwd_bwd():
             model.text_encoder.cache.clear()
             with optim.optim_context(model):
-                losses = model(data, mode="loss")
+                losses = forward(model, optim, data)
             sum(v for v in losses.values()).backward()
 
         flops = common.count_flops(fwd_bwd)
@@ -182,10 +228,11 @@ def step_flops(model, optim, data) -> int:
 def run_mode(cfg, mode: str, args, tmp: str, device: torch.device) -> Dict[str, Any]:
     torch.manual_seed(0)
     t = time.perf_counter()
-    model = common.build_model(cfg, mode, args.random_init, tmp, args.workspace).to(device)
+    over = {"precision": args.precision} if args.precision else {}
+    model = common.build_model(cfg, mode, args.random_init, tmp, args.workspace, **over).to(device)
     model.train()
     build_s = time.perf_counter() - t
-    optim = build_optim(model, cfg)
+    optim = DeepSpeedStep(model, cfg, args.deepspeed) if args.deepspeed else build_optim(model, cfg)
     mllm_path = os.path.join(args.workspace, model.mllm.model_path)  # config paths are workspace-relative
     samples = build_samples(mllm_path, model.grounding.image_size)
     pad = model.mllm.tokenizer.pad_token_id or 0
@@ -193,6 +240,7 @@ def run_mode(cfg, mode: str, args, tmp: str, device: torch.device) -> Dict[str, 
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     res: Dict[str, Any] = {"mode": mode, "batch_size": bs, "params": n_params, "trainable_params": n_train,
+                           "precision": model.precision, "deepspeed": args.deepspeed,
                            "build_s": round(build_s, 2), "workloads": {}}
     peak = common.peak_flops(device)
     for kind in args.workloads:
@@ -251,6 +299,9 @@ def main(argv=None) -> Dict[str, Any]:
     p.add_argument("--workloads", nargs="+", default=["image", "video", "text"], choices=["image", "video", "text"])
     p.add_argument("--modes", nargs="+", default=["desa2va", "sa2va"], choices=["desa2va", "sa2va"])
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (and MFU)")
+    p.add_argument("--precision", default=None, choices=["auto", "bf16", "fp32"], help="default: the config's")
+    p.add_argument("--deepspeed", default=None, help="train through DeepSpeed with this json (one process), "
+                   "e.g. configs/deepspeed/zero2.json")
     args = p.parse_args(argv)
     device, config, cfg = common.setup(args)
     with tempfile.TemporaryDirectory() as tmp:
@@ -262,8 +313,10 @@ def main(argv=None) -> Dict[str, Any]:
                                                  modes["sa2va"]["workloads"][k]["step_s"], 3) for k in args.workloads}
         summary = summarize(result)
     else:
-        summary = f"{result['config']}: " + ", ".join(f"{m} {k} {w['step_s'] * 1e3:.0f} ms" for m, r in modes.items()
-                                                      for k, w in r["workloads"].items())
+        summary = f"{result['config']}: " + ", ".join(
+            f"{m} ({r['precision']}, bs {r['batch_size']}{', ' + os.path.basename(args.deepspeed) if args.deepspeed else ''}) "
+            f"{k} {w['step_s'] * 1e3:.0f} ms, peak {w['peak_memory_gb']:.2f} GB" for m, r in modes.items()
+            for k, w in r["workloads"].items())
     name = common.result_name("train_step", config, args.random_init)
     common.write_result(name, result, args.out, summary, not args.no_record, common.device_name(device))
     return result

@@ -110,3 +110,38 @@ def test_mean_std_and_overrides_parse():
         {"reprompt_iters": 0, "keyframes": "first", "align_weight": 0.5}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         parse_overrides(["reprompt_iters"])
+
+
+def test_memory_budget_counts_the_4b_run(tmp_path):
+    import memory_budget
+
+    res = memory_budget.main(["--config", "configs/desa2va_1b.py", "--out", str(tmp_path)])
+    c = res["counts"]
+    # by hand from InternVL2.5-1B's LLM (896 wide, 128-wide K/V, 4864 MLP, 24 layers) and LoRA r 128 on the 7 projections
+    d, kv, i, r = 896, 128, 4864, 128
+    per_layer = r * ((d + d) + 2 * (d + kv) + (d + d) + 2 * (d + i) + (i + d))
+    assert c["trainable"]["LoRA"] == 24 * per_layer
+    assert c["trainable"]["embeddings + LM head"] == 2 * 151674 * d
+    assert c["trainable_total"] + c["frozen_total"] == c["all_params"]
+    b = res["budget"]
+    gib = 2 ** 30
+    t = c["trainable_total"]
+    assert b["fixed_gb"]["trainable weights (fp32)"] == round(4 * t / gib, 2)
+    assert b["fixed_gb"]["AdamW moments (fp32, ZeRO-2 partition)"] == round(8 * t / 8 / gib, 2)
+    assert b["activations_per_sample_gb"]["saved layer inputs"] == round(24 * 8192 * d * 2 / gib, 2)
+    free = 80 - b["fixed_total_gb"] - 4
+    assert b["max_batch_typical"] == int(free // b["per_sample_typical_gb"]) > b["max_batch_worst"] >= 1
+
+
+def test_video_memory_runs_each_length_in_its_own_process(workspace, results_md, tmp_path):
+    import video_memory
+
+    res = video_memory.main(["--workspace", str(workspace), "--frames", "3", "7", "--height", "48", "--width", "64",
+                             "--out", str(tmp_path / "out")])
+    runs = res["runs"]
+    assert [r["frames"] for r in runs] == [3, 7]
+    for r in runs:
+        assert r["peak_memory_gb"] > 0 and r["frames_per_s"] > 0 and r["sam2_image_size"] == 256
+        assert r["output_masks_mb"] == round(r["frames"] * 48 * 64 / 2 ** 20, 1)
+    assert res["peak_ratio_longest_over_shortest"] == round(runs[1]["peak_memory_gb"] / runs[0]["peak_memory_gb"], 3)
+    assert results_md.read_text().splitlines()[-1].startswith("| video_memory_desa2va_tiny |")

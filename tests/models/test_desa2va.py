@@ -396,6 +396,24 @@ def test_text_embeddings_are_cached_and_adapter_free(make_model, monkeypatch):
     assert torch.allclose(e1[0], h, atol=1e-5)
 
 
+def test_text_embedding_cache_is_bounded_least_recently_used_first(make_model, monkeypatch):
+    model = make_model("desa2va", text_cache_size=2)
+    assert model.text_encoder.max_entries == 2
+    first = model.text_embeddings(["a", "b"])
+    model.text_embeddings(["a"])          # a is now the most recent
+    model.text_embeddings(["c"])          # evicts b, the least recently used
+    assert list(model.text_encoder.cache) == ["a", "c"]
+    calls = []
+    real = model.mllm.causal_lm.model.forward
+    monkeypatch.setattr(model.mllm.causal_lm.model, "forward", lambda *a, **k: calls.append(k["input_ids"].shape[0])
+                        or real(*a, **k))
+    again = model.text_embeddings(["b", "a"])  # b is encoded again (1 text), a comes from the cache
+    assert calls == [1] and torch.allclose(again[0], first[1], atol=1e-5) and torch.equal(again[1], first[0])
+    assert len(model.text_encoder.cache) == 2
+    with pytest.raises(ValueError, match="3 distinct texts in one call but text_cache_size is 2"):
+        model.text_embeddings(["x", "y", "z"])
+
+
 def _answer_and_count_frames(model, monkeypatch, answers):
     """Each generate call answers the next scripted token list; returns the list of the batch sizes that
     SAM-2's image encoder is called with."""

@@ -127,7 +127,8 @@ def test_bf16_predict_matches_fp32(trained_folder):
     m32 = load_pretrained(trained_folder, torch_dtype="float32")
     m16 = load_pretrained(trained_folder, torch_dtype="bfloat16")
     assert m16.precision == "bf16" and m32.precision == "fp32"
-    assert m16.mllm.vision_model.embeddings.patch_embedding.weight.dtype == torch.bfloat16
+    norms = {id(p) for m in m16.modules() if is_norm(m) for p in m.parameters(recurse=False)}
+    assert all(p.dtype == (torch.float32 if id(p) in norms else torch.bfloat16) for p in m16.parameters())
     img, circle, square = two_shapes()
     for (question, _), gt in zip(EXPRESSIONS, (circle, square)):
         a, b = predict(m32, question, image=img), predict(m16, question, image=img)

@@ -200,4 +200,6 @@ def load_pretrained(folder: str, torch_dtype: str = "float32", device: str = "cp
                              checkpoint=os.path.join(folder, "sam2.pt"), **grounding)}
     model = build_model(cfg, load_checkpoints=False)
     load_heads(model.head, folder, f"the {arm_name(model.stage, model.decouple)} arm")
+    model.requires_grad_(False)  # a loaded folder is for inference: every weight frozen, hence bf16 under 'bf16'
+    apply_precision(model, model.precision)
     return model.to(device).eval()
