@@ -176,7 +176,9 @@ def profile_step(model, optim, data, device) -> Dict[str, float]:
 
     timer = common.ExclusiveTimer(device)
     mllm, g = model.mllm, model.grounding
-    timer.on_module(mllm.vision_model, "vision encoder")
+    timer.on_module(mllm.vision_model.embeddings, "vision encoder")  # (extract_visual_tokens calls its parts,
+    for layer in mllm.vision_model.encoder.layers:                   # not vision_model.forward)
+        timer.on_module(layer, "vision encoder")
     timer.on_module(mllm.mlp1, "vision encoder")
     timer.on_module(mllm.causal_lm.model, "LLM")
     timer.on_module(mllm.causal_lm.lm_head, "LLM")

@@ -2,7 +2,6 @@
 once SAM-2's memory window has passed them, without changing a single mask, and frames are read one at a
 time."""
 import numpy as np
-import pytest
 import torch
 
 from projects.desa2va.models.grounding.video_memory import VideoMemory
@@ -16,7 +15,7 @@ def _clip(n, size=64):
 
 
 class Frames:
-    """A video read on access that counts reads and how many frames were alive at once."""
+    """A video read on access that counts its reads."""
 
     def __init__(self, frames):
         self.frames, self.reads = frames, 0

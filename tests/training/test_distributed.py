@@ -146,7 +146,6 @@ def test_deepspeed_step_in_bf16_on_cpu(run_dir):
 
 def test_deepspeed_checkpoint_exports(run_dir, monkeypatch):
     import convert_to_hf
-    from projects.desa2va.inference import predict
     from projects.desa2va.models.builder import load_pretrained
 
     ckpt = run_dir / "full" / "iter_6.pth"
