@@ -27,6 +27,7 @@ Writes `<out>/train_step_<config>.json` and appends a row to benchmarks/RESULTS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
@@ -120,8 +121,6 @@ class DeepSpeedStep:
     process), the config's optimizer with its param-wise settings, precision resolved as tools/train.py does."""
 
     def __init__(self, model, cfg, json_path: str):
-        import contextlib
-
         import deepspeed
 
         from projects.desa2va.engine import read_deepspeed_json
@@ -137,10 +136,9 @@ class DeepSpeedStep:
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
         optimizer = build_optim(model, cfg).optimizer
         self.engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
-        self._context = contextlib.nullcontext
 
     def optim_context(self, model):
-        return self._context()
+        return contextlib.nullcontext()  # (the model autocasts itself)
 
     def backward(self, loss):
         self.engine.backward(loss)

@@ -6,8 +6,8 @@
 The model is the config's at SAM-2's 1024 px input, random weights (`--random-init`); `--one-layer` keeps
 the real widths but one layer per stack (one block per Hiera stage, two in stage 3; one memory-attention
 layer; one ViT and one LLM layer), which leaves SAM-2's video state (64 x 64 memory features, 256 x 256
-low-res masks per tracked frame) as it is and makes 200 frames feasible on a CPU. The LM head is scripted to
-answer "Sure, [SEG]." (a random LLM rarely says [SEG]). Frames are synthetic (--height x --width), made on
+low-res masks per tracked frame) as it is and makes 200 frames feasible on a CPU. The answer "Sure, [SEG]." is
+forced after the real LM head (`inference_latency.force_answer`: a random LLM rarely says [SEG]). Frames are synthetic (--height x --width), made on
 access, so only what the pipeline keeps stays in memory. Each length runs in its own process: peak memory is
 the process's peak RSS on CPUs, torch's peak allocation on GPUs; the masks returned (T x H x W bool) are
 counted apart. Writes `<out>/video_memory_<config>.json` and a row of benchmarks/RESULTS.md.
@@ -25,6 +25,7 @@ from typing import Any, Dict
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
+import inference_latency  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -50,20 +51,6 @@ class SyntheticVideo:
         return img
 
 
-class _Scripted(torch.nn.Module):
-    """LM head that emits a fixed token script."""
-
-    def __init__(self, script, vocab):
-        super().__init__()
-        self.script, self.vocab, self.step = list(script), vocab, 0
-
-    def forward(self, h):
-        logits = torch.zeros(*h.shape[:-1], self.vocab, device=h.device)
-        logits[..., self.script[min(self.step, len(self.script) - 1)]] = 1.0
-        self.step += 1
-        return logits
-
-
 def run_length(args, n_frames: int) -> Dict[str, Any]:
     """In this process: build, then one `predict` over n_frames."""
     from projects.desa2va.inference import predict
@@ -84,9 +71,7 @@ def run_length(args, n_frames: int) -> Dict[str, Any]:
             random_init = False
         torch.manual_seed(0)
         model = common.build_model(cfg, None, random_init, tmp, args.workspace, **overrides).to(device).eval()
-    tok = model.mllm.tokenizer
-    lm = model.mllm.causal_lm
-    lm.lm_head = _Scripted(tok("Sure, [SEG].<|im_end|>", add_special_tokens=False).input_ids, lm.lm_head.weight.shape[0])
+    inference_latency.force_answer(model)  # "Sure, [SEG]." after the real LM head
     frames = SyntheticVideo(n_frames, args.height, args.width)
     common.reset_peak_memory(device)
     t0 = common.now(device)
