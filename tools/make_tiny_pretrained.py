@@ -1,6 +1,8 @@
-"""Write tiny random-initialised stand-ins of the pretrained weights, in the real formats.
+"""Write tiny stand-ins of the pretrained weights, in the real formats: random-initialised, or pre-trained
+(`--foundations`: what the CPU proxy starts from, see tools/tiny_foundations.py).
 
-    python tools/make_tiny_pretrained.py --out pretrained/tiny [--seed 0]
+    python tools/make_tiny_pretrained.py --out pretrained/tiny [--seed 0]                 # random (tests)
+    python tools/make_tiny_pretrained.py --out pretrained/tiny --foundations              # pre-trained
 
 writes
   <out>/InternVL2_5-tiny/   config.json (InternVL2.5 schema), model.safetensors (real key names),
@@ -8,17 +10,25 @@ writes
                             InternVL special tokens), generation_config.json
   <out>/sam2_tiny.pt        {"model": state_dict} of SAM-2 built from
                             projects/desa2va/models/grounding/configs/sam2_tiny.yaml
-Deterministic for a given seed. The project's loaders read these exactly as they read
-pretrained/InternVL2_5-4B and pretrained/sam2_hiera_large.pt.
+  <out>/foundations.json    (--foundations) the settings, the held-out figures and the wall times; a
+                            later call with the same settings and code returns it without training again
+                            (`ensure_foundations`, what the quickstart and the ablation call).
+Deterministic for a given seed (bit for bit with one thread; with several, PyTorch's CPU kernels may
+differ in the last bits). The project's loaders read these exactly as they read
+pretrained/InternVL2_5-4B and pretrained/sam2_hiera_large.pt, and --foundations trains and evaluates
+them after loading through those loaders.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
@@ -27,6 +37,8 @@ from projects.desa2va.models.checkpoint_io import write_safetensors_folder  # no
 from projects.desa2va.models.grounding import build_sam2_model  # noqa: E402
 from projects.desa2va.models.mllm import InternVLMLLM  # noqa: E402
 from projects.desa2va.models.mllm.arch_configs import tiny_internvl_config  # noqa: E402
+
+import tiny_foundations  # noqa: E402
 
 SAM2_TINY_CONFIG = "sam2_tiny.yaml"
 MLLM_DIR = "InternVL2_5-tiny"
@@ -111,12 +123,117 @@ def write_sam2(out_dir: str, seed: int) -> str:
     return path
 
 
+# ---------------------------------------------------------------------------------------------- foundations
+FOUNDATIONS_FILE = "foundations.json"
+FOUNDATION_DEFAULTS = {"sam2_image_iters": 2500, "sam2_clip_iters": 300, "mllm_iters": 1500,
+                       "eval_images": 100, "eval_clips": 20}
+_CODE = ("tools/make_tiny_pretrained.py", "tools/tiny_foundations.py", "projects/desa2va/datasets/synthetic.py",
+         "projects/desa2va/models/grounding/sam_training.py",
+         "projects/desa2va/models/grounding/configs/sam2_tiny.yaml")
+
+
+def code_hash() -> str:
+    """Of the files that determine the foundations (a change of any retrains them)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for rel in _CODE:
+        with open(os.path.join(root, rel), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def pretrain_internvl(folder: str, iters: int, seed: int) -> dict:
+    """Load the folder with the project's loader (every part trainable), train it on scene questions and
+    write its weights back in the same layout: the checkpoint's own rows only (not the grounding tokens that
+    loading adds; the tokenizer files are untouched)."""
+    from projects.desa2va.models.checkpoint_io import read_safetensors_folder
+    from projects.desa2va.models.mllm import InternVLMLLM
+
+    original = read_safetensors_folder(folder)
+    mllm = InternVLMLLM(folder, freeze_vision=False, freeze_llm=False, freeze_projector=False)
+    times = tiny_foundations.pretrain_mllm(mllm, iters, seed)
+    trained = mllm.merged_state_dict()
+    if set(trained) != set(original):
+        raise RuntimeError(f"pre-trained MLLM keys differ from {folder}'s: "
+                           f"{sorted(set(trained) ^ set(original))[:5]}")
+    state = {k: trained[k][:original[k].shape[0]].detach().clone().contiguous() if trained[k].shape != original[k].shape
+             else trained[k].detach().contiguous() for k in original}
+    write_safetensors_folder(state, folder)
+    return times
+
+
+def pretrain_sam2_file(path: str, image_iters: int, clip_iters: int, seed: int) -> dict:
+    model = build_sam2_model(SAM2_TINY_CONFIG, path)
+    times = tiny_foundations.pretrain_sam2(model, image_iters, clip_iters, seed)
+    torch.save({"model": model.state_dict()}, path)
+    return times
+
+
+def evaluate_foundations(out_dir: str, num_images: int = 100, num_clips: int = 20) -> dict:
+    """Held-out figures of the files as written, loaded through the project's loaders."""
+    from projects.desa2va.models.grounding.sam2_grounding import SAM2Grounding
+    from projects.desa2va.models.mllm import InternVLMLLM
+
+    grounding = SAM2Grounding(SAM2_TINY_CONFIG, os.path.join(out_dir, SAM2_FILE), mask_selection="best_iou")
+    res = tiny_foundations.evaluate_sam2(grounding, num_images, num_clips)
+    res.update(tiny_foundations.evaluate_mllm(InternVLMLLM(os.path.join(out_dir, MLLM_DIR)), num_images))
+    return res
+
+
+def write_foundations(out_dir: str, seed: int, settings: dict) -> dict:
+    t0 = time.time()
+    write_internvl(out_dir, seed)
+    write_sam2(out_dir, seed)
+    times = pretrain_sam2_file(os.path.join(out_dir, SAM2_FILE), settings["sam2_image_iters"],
+                               settings["sam2_clip_iters"], seed)
+    times.update(pretrain_internvl(os.path.join(out_dir, MLLM_DIR), settings["mllm_iters"], seed))
+    t = time.time()
+    figures = evaluate_foundations(out_dir, settings["eval_images"], settings["eval_clips"])
+    times["evaluate_s"] = round(time.time() - t, 1)
+    record = {"seed": seed, "settings": settings, "code": code_hash(), "figures": figures, "times_s": times,
+              "wall_s": round(time.time() - t0, 1), "threads": torch.get_num_threads(),
+              "date": time.strftime("%Y-%m-%d")}
+    with open(os.path.join(out_dir, FOUNDATIONS_FILE), "w") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def read_record(out_dir: str):
+    """foundations.json of a folder, or None."""
+    path = os.path.join(out_dir, FOUNDATIONS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def ensure_foundations(out_dir: str, seed: int = 0, **settings) -> dict:
+    """The pre-trained foundations in `out_dir`: the existing ones when their foundations.json has the same
+    seed, settings and code, else written (and trained) now."""
+    settings = {**FOUNDATION_DEFAULTS, **settings}
+    record = read_record(out_dir)
+    if record is not None and os.path.isfile(os.path.join(out_dir, SAM2_FILE)):
+        if (record.get("seed"), record.get("settings"), record.get("code")) == (seed, settings, code_hash()):
+            print(f"[make_tiny_pretrained] foundations in {out_dir} are current ({FOUNDATIONS_FILE})", flush=True)
+            return record
+    os.makedirs(out_dir, exist_ok=True)
+    return write_foundations(out_dir, seed, settings)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="pretrained/tiny")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--foundations", action="store_true", help="pre-train them (tools/tiny_foundations.py)")
+    for key, value in FOUNDATION_DEFAULTS.items():
+        p.add_argument("--" + key.replace("_", "-"), type=int, default=value, help=f"with --foundations ({value})")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.foundations:
+        record = ensure_foundations(args.out, args.seed, **{k: getattr(args, k) for k in FOUNDATION_DEFAULTS})
+        print("[make_tiny_pretrained] foundations:", json.dumps(record["figures"]),
+              f"({record['wall_s'] / 60:.1f} min)")
+        return
     print("[make_tiny_pretrained] InternVL2.5-format MLLM:", write_internvl(args.out, args.seed))
     print("[make_tiny_pretrained] SAM-2 checkpoint:", write_sam2(args.out, args.seed),
           f"(config: {SAM2_TINY_CONFIG})")

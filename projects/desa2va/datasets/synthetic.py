@@ -82,6 +82,42 @@ def _paint(size: int, layers: List[Tuple[np.ndarray, Tuple[int, int, int]]], rng
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def random_scene(rng: np.random.Generator, size: int, num_shapes: Tuple[int, int] = (2, 6)
+                 ) -> Tuple[np.ndarray, List[np.ndarray], List[Shape]]:
+    """One image (size, size, 3) uint8 of `num_shapes` (low, high exclusive) non-overlapping shapes, their
+    masks (bool, as pycocotools decodes the polygons that the annotations hold) and the shapes."""
+    shapes = _random_shapes(rng, size, int(rng.integers(*num_shapes)))
+    masks = [decode_segmentation([s.polygon()], size, size) for s in shapes]
+    return _paint(size, [(m, COLORS[s.color]) for m, s in zip(masks, shapes)], rng), masks, shapes
+
+
+DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+
+
+def random_clip(rng: np.random.Generator, size: int, frames: int, num_shapes: Tuple[int, int] = (2, 4)):
+    """A clip of shapes moving in straight lines (some stop at a random frame): frames [(size, size, 3)
+    uint8], tracks [object][frame] bool masks, the shapes and their motions [(direction, speed, stop)]."""
+    shapes = _random_shapes(rng, size, int(rng.integers(*num_shapes)))
+    motion = []
+    for _ in shapes:
+        d = str(rng.choice(list(DIRECTIONS)))
+        speed = float(rng.uniform(1.5, 3.0)) * size / 128
+        stop = int(rng.integers(frames // 3, 2 * frames // 3)) if rng.random() < 0.3 else None
+        motion.append((d, speed, stop))
+    tracks = []
+    for s, (d, speed, stop) in zip(shapes, motion):
+        dx, dy = DIRECTIONS[d]
+        pos = []
+        for f in range(frames):
+            steps = min(f, stop) if stop is not None else f
+            cx = float(np.clip(s.cx + dx * speed * steps, s.r, size - s.r))
+            cy = float(np.clip(s.cy + dy * speed * steps, s.r, size - s.r))
+            pos.append(decode_segmentation([s.polygon(cx, cy)], size, size))
+        tracks.append(pos)
+    images = [_paint(size, [(t[f], COLORS[s.color]) for t, s in zip(tracks, shapes)], rng) for f in range(frames)]
+    return images, tracks, shapes, motion
+
+
 def _unique(shapes: List[Shape], pred) -> Optional[int]:
     hits = [i for i, s in enumerate(shapes) if pred(s)]
     return hits[0] if len(hits) == 1 else None
@@ -150,12 +186,10 @@ def write_refcoco(out: str, rng: np.random.Generator, num_train: int, num_val: i
     ann_id = ref_id = sent_id = 0
     for image_id in range(1, num_train + num_val + 1):
         split = "train" if image_id <= num_train else "val"
-        shapes = _random_shapes(rng, size, int(rng.integers(2, 6)))
+        image, masks, shapes = random_scene(rng, size)
         polys = [s.polygon() for s in shapes]
-        masks = [decode_segmentation([p], size, size) for p in polys]
         name = f"synthetic_{image_id:06d}.png"
-        Image.fromarray(_paint(size, [(m, COLORS[s.color]) for m, s in zip(masks, shapes)], rng)).save(
-            os.path.join(img_dir, name))
+        Image.fromarray(image).save(os.path.join(img_dir, name))
         images.append({"id": image_id, "file_name": name, "height": size, "width": size})
         counts.append((image_id, name, shapes))
         exprs = referring_expressions(shapes)
@@ -187,7 +221,6 @@ def write_refcoco(out: str, rng: np.random.Generator, num_train: int, num_val: i
 
 def write_mevis(out: str, rng: np.random.Generator, num_videos: Dict[str, int], frames: int, size: int) -> dict:
     stats = {}
-    directions = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
     for split, n in num_videos.items():
         root = os.path.join(out, "mevis", split)
         os.makedirs(os.path.join(root, "JPEGImages"), exist_ok=True)
@@ -195,26 +228,9 @@ def write_mevis(out: str, rng: np.random.Generator, num_videos: Dict[str, int], 
         anno = 0
         for v in range(n):
             vid = f"{split}_{v:05d}"
-            shapes = _random_shapes(rng, size, int(rng.integers(2, 4)))
-            motion = []
-            for s in shapes:
-                d = str(rng.choice(list(directions)))
-                speed = float(rng.uniform(1.5, 3.0)) * size / 128
-                stop = int(rng.integers(frames // 3, 2 * frames // 3)) if rng.random() < 0.3 else None
-                motion.append((d, speed, stop))
-            tracks = []
-            for s, (d, speed, stop) in zip(shapes, motion):
-                dx, dy = directions[d]
-                pos = []
-                for f in range(frames):
-                    steps = min(f, stop) if stop is not None else f
-                    cx = float(np.clip(s.cx + dx * speed * steps, s.r, size - s.r))
-                    cy = float(np.clip(s.cy + dy * speed * steps, s.r, size - s.r))
-                    pos.append(decode_segmentation([s.polygon(cx, cy)], size, size))
-                tracks.append(pos)
+            images, tracks, shapes, motion = random_clip(rng, size, frames)
             os.makedirs(os.path.join(root, "JPEGImages", vid), exist_ok=True)
-            for f in range(frames):
-                img = _paint(size, [(t[f], COLORS[s.color]) for t, s in zip(tracks, shapes)], rng)
+            for f, img in enumerate(images):
                 Image.fromarray(img).save(os.path.join(root, "JPEGImages", vid, f"{f:05d}.jpg"), quality=95)
             anno_ids = []
             for t in tracks:

@@ -75,19 +75,21 @@ def sigmoid_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1).mean()
 
 
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - (2 sum(p t) + eps) / (sum p + sum t + eps) per mask, averaged. logits/targets (N, P)."""
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0, per_mask: bool = False) -> torch.Tensor:
+    """1 - (2 sum(p t) + eps) / (sum p + sum t + eps) per mask, averaged (per_mask: (N,)). logits/targets (N, P)."""
     p = logits.sigmoid()
     inter = (p * targets).sum(1)
-    return (1 - (2 * inter + eps) / (p.sum(1) + targets.sum(1) + eps)).mean()
+    loss = 1 - (2 * inter + eps) / (p.sum(1) + targets.sum(1) + eps)
+    return loss if per_mask else loss.mean()
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
-    """Sigmoid focal loss (RetinaNet/SAM form), mean over points, then over masks."""
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
+               per_mask: bool = False) -> torch.Tensor:
+    """Sigmoid focal loss (RetinaNet/SAM form), mean over points, then over masks (per_mask: (N,))."""
     p = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)
     loss = ce * (1 - p_t) ** gamma
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss.mean(1).mean()
+    return loss.mean(1) if per_mask else loss.mean(1).mean()

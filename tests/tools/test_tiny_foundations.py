@@ -1,0 +1,66 @@
+"""The proxy's pre-trained tiny foundations: built by tools/make_tiny_pretrained.py --foundations, cached,
+in the release layouts."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import make_tiny_pretrained as M
+import tiny_foundations as TF
+from projects.desa2va.datasets.synthetic import Shape
+
+SHORT = dict(sam2_image_iters=2, sam2_clip_iters=1, mllm_iters=2, eval_images=2, eval_clips=1)
+
+
+def test_questions_answer_what_the_scene_holds():
+    shapes = [Shape("circle", "red", 20.0, 20.0, 10.0), Shape("square", "blue", 100.0, 110.0, 12.0),
+              Shape("circle", "green", 64.0, 64.0, 9.0)]
+    q = TF.questions(shapes, np.random.default_rng(0))
+    assert q["colour"] == [("What colour is the square?", "blue.")]  # the circle is not unique: not asked
+    assert sorted(q["shape"]) == sorted([("What shape is the red one?", "circle."),
+                                         ("What shape is the blue one?", "square."),
+                                         ("What shape is the green one?", "circle.")])
+    assert q["count"] == [("How many shapes are there?", "There are 3 shapes.")]
+    assert dict(q["position"])["Where is the red circle?"] == "It is at the top left."
+    assert dict(q["position"])["Where is the green circle?"] == "It is in the middle."
+    assert dict(q["position"])["Where is the blue square?"] == "It is at the bottom right."
+    assert q["caption"] == [("Describe the image.", "A red circle, a green circle and a blue square.")]
+
+
+@pytest.fixture(scope="module")
+def short_foundations(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("foundations"))
+    M.write_internvl(out + "_random", 0)
+    M.write_sam2(out + "_random", 0)
+    record = M.ensure_foundations(out, 0, **SHORT)
+    return out, record
+
+
+def test_foundations_are_trained_copies_in_the_release_layout(short_foundations):
+    from projects.desa2va.models.checkpoint_io import read_safetensors_folder, read_torch_checkpoint
+
+    out, record = short_foundations
+    assert record["settings"] == {**M.FOUNDATION_DEFAULTS, **SHORT} and record["code"] == M.code_hash()
+    mllm, rand = (read_safetensors_folder(os.path.join(d, M.MLLM_DIR)) for d in (out, out + "_random"))
+    assert set(mllm) == set(rand) and all(mllm[k].shape == rand[k].shape for k in rand)  # no [SEG] rows
+    assert any(not torch.equal(mllm[k], rand[k]) for k in rand)
+    with open(os.path.join(out, M.MLLM_DIR, "vocab.json")) as f, \
+            open(os.path.join(out + "_random", M.MLLM_DIR, "vocab.json")) as g:
+        assert f.read() == g.read()
+    sam, sam_rand = (read_torch_checkpoint(os.path.join(d, M.SAM2_FILE), key="model") for d in (out, out + "_random"))
+    assert set(sam) == set(sam_rand)
+    changed = {k.split(".")[0] for k in sam if not torch.equal(sam[k], sam_rand[k])}
+    assert {"image_encoder", "sam_mask_decoder", "memory_attention", "memory_encoder"} <= changed
+    for key in ("iou_point_uniform", "iou_reprompt", "propagation_jf", "qa_colour", "qa_shape"):
+        assert key in record["figures"]
+
+
+def test_ensure_foundations_reuses_a_current_cache_and_retrains_otherwise(short_foundations, monkeypatch):
+    out, record = short_foundations
+    calls = []
+    monkeypatch.setattr(M, "write_foundations", lambda *a: calls.append(a) or {"figures": {}})
+    assert M.ensure_foundations(out, 0, **SHORT) == record and not calls
+    M.ensure_foundations(out, 0, **dict(SHORT, mllm_iters=3))
+    M.ensure_foundations(out, 1, **SHORT)
+    assert [c[1] for c in calls] == [0, 1] and calls[0][2]["mllm_iters"] == 3
