@@ -9,10 +9,12 @@ writes
                             a byte-level BPE tokenizer trained here (Hugging Face files, ChatML and
                             InternVL special tokens), generation_config.json
   <out>/sam2_tiny.pt        {"model": state_dict} of SAM-2 built from
-                            projects/desa2va/models/grounding/configs/sam2_tiny.yaml
+                            projects/desa2va/models/grounding/configs/sam2_tiny.yaml (random mode only)
+  <out>/sam2_tiny_128px.pt  the same of sam2_tiny_128px.yaml, the proxy's SAM-2 (random, or pre-trained)
   <out>/foundations.json    (--foundations) the settings, the held-out figures and the wall times; a
                             later call with the same settings and code returns it without training again
-                            (`ensure_foundations`, what the quickstart and the ablation call).
+                            (`ensure_foundations`); `install_foundations` copies such a folder over
+                            random stand-ins.
 Deterministic for a given seed (bit for bit with one thread; with several, PyTorch's CPU kernels may
 differ in the last bits). The project's loaders read these exactly as they read
 pretrained/InternVL2_5-4B and pretrained/sam2_hiera_large.pt, and --foundations trains and evaluates
@@ -41,6 +43,8 @@ from projects.desa2va.models.mllm.arch_configs import tiny_internvl_config  # no
 import tiny_foundations  # noqa: E402
 
 SAM2_TINY_CONFIG = "sam2_tiny.yaml"
+SAM2_PROXY_CONFIG = "sam2_tiny_128px.yaml"  # the proxy's SAM-2 (128 px, prompt width 64): the foundations'
+SAM2_PROXY_FILE = "sam2_tiny_128px.pt"
 MLLM_DIR = "InternVL2_5-tiny"
 SAM2_FILE = "sam2_tiny.pt"
 LLM_INIT_STD = 0.1
@@ -115,25 +119,25 @@ def write_internvl(out_dir: str, seed: int) -> str:
     return folder
 
 
-def write_sam2(out_dir: str, seed: int) -> str:
+def write_sam2(out_dir: str, seed: int, config: str = SAM2_TINY_CONFIG, name: str = SAM2_FILE) -> str:
     torch.manual_seed(seed)
-    model = build_sam2_model(SAM2_TINY_CONFIG)
-    path = os.path.join(out_dir, SAM2_FILE)
+    model = build_sam2_model(config)
+    path = os.path.join(out_dir, name)
     torch.save({"model": model.state_dict()}, path)
     return path
 
 
 # ---------------------------------------------------------------------------------------------- foundations
 FOUNDATIONS_FILE = "foundations.json"
-FOUNDATION_DEFAULTS = {"sam2_image_iters": 2500, "sam2_clip_iters": 300, "mllm_iters": 1500,
+FOUNDATION_DEFAULTS = {"sam2_image_iters": 1500, "sam2_clip_iters": 800, "mllm_iters": 3000,
                        "eval_images": 100, "eval_clips": 20}
-_CODE = ("tools/make_tiny_pretrained.py", "tools/tiny_foundations.py", "projects/desa2va/datasets/synthetic.py",
+_CODE = ("tools/tiny_foundations.py", "projects/desa2va/datasets/synthetic.py",  # the recipe and its data
          "projects/desa2va/models/grounding/sam_training.py",
-         "projects/desa2va/models/grounding/configs/sam2_tiny.yaml")
+         "projects/desa2va/models/grounding/configs/sam2_tiny_128px.yaml")
 
 
 def code_hash() -> str:
-    """Of the files that determine the foundations (a change of any retrains them)."""
+    """Of the files that determine the foundations (a change of any retrains them in `ensure_foundations`)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     h = hashlib.sha256()
     for rel in _CODE:
@@ -163,7 +167,8 @@ def pretrain_internvl(folder: str, iters: int, seed: int) -> dict:
 
 
 def pretrain_sam2_file(path: str, image_iters: int, clip_iters: int, seed: int) -> dict:
-    model = build_sam2_model(SAM2_TINY_CONFIG, path)
+    """Train the proxy SAM-2 checkpoint at `path` in place (`tiny_foundations.pretrain_sam2`)."""
+    model = build_sam2_model(SAM2_PROXY_CONFIG, path)
     times = tiny_foundations.pretrain_sam2(model, image_iters, clip_iters, seed)
     torch.save({"model": model.state_dict()}, path)
     return times
@@ -174,7 +179,7 @@ def evaluate_foundations(out_dir: str, num_images: int = 100, num_clips: int = 2
     from projects.desa2va.models.grounding.sam2_grounding import SAM2Grounding
     from projects.desa2va.models.mllm import InternVLMLLM
 
-    grounding = SAM2Grounding(SAM2_TINY_CONFIG, os.path.join(out_dir, SAM2_FILE), mask_selection="best_iou")
+    grounding = SAM2Grounding(SAM2_PROXY_CONFIG, os.path.join(out_dir, SAM2_PROXY_FILE), mask_selection="best_iou")
     res = tiny_foundations.evaluate_sam2(grounding, num_images, num_clips)
     res.update(tiny_foundations.evaluate_mllm(InternVLMLLM(os.path.join(out_dir, MLLM_DIR)), num_images))
     return res
@@ -183,8 +188,8 @@ def evaluate_foundations(out_dir: str, num_images: int = 100, num_clips: int = 2
 def write_foundations(out_dir: str, seed: int, settings: dict) -> dict:
     t0 = time.time()
     write_internvl(out_dir, seed)
-    write_sam2(out_dir, seed)
-    times = pretrain_sam2_file(os.path.join(out_dir, SAM2_FILE), settings["sam2_image_iters"],
+    write_sam2(out_dir, seed, SAM2_PROXY_CONFIG, SAM2_PROXY_FILE)
+    times = pretrain_sam2_file(os.path.join(out_dir, SAM2_PROXY_FILE), settings["sam2_image_iters"],
                                settings["sam2_clip_iters"], seed)
     times.update(pretrain_internvl(os.path.join(out_dir, MLLM_DIR), settings["mllm_iters"], seed))
     t = time.time()
@@ -207,12 +212,35 @@ def read_record(out_dir: str):
         return json.load(f)
 
 
+def install_foundations(src: str, dst: str) -> dict:
+    """Copy the foundations in `src` into `dst` (e.g. pretrained/tiny), replacing the MLLM folder and
+    proxy SAM-2 there (random stand-ins included), unless `dst` already holds them (same foundations.json)."""
+    import shutil
+
+    record = read_record(src)
+    if record is None:
+        raise FileNotFoundError(f"no {FOUNDATIONS_FILE} in {src}: build them with "
+                                f"python tools/make_tiny_pretrained.py --out {src} --foundations")
+    if read_record(dst) == record and os.path.isfile(os.path.join(dst, SAM2_PROXY_FILE)):
+        return record
+    os.makedirs(dst, exist_ok=True)
+    stale = os.path.join(dst, FOUNDATIONS_FILE)
+    if os.path.isfile(stale):
+        os.remove(stale)
+    shutil.rmtree(os.path.join(dst, MLLM_DIR), ignore_errors=True)
+    shutil.copytree(os.path.join(src, MLLM_DIR), os.path.join(dst, MLLM_DIR))
+    shutil.copyfile(os.path.join(src, SAM2_PROXY_FILE), os.path.join(dst, SAM2_PROXY_FILE))
+    shutil.copyfile(os.path.join(src, FOUNDATIONS_FILE), stale)  # last: marks the copy complete
+    print(f"[make_tiny_pretrained] installed the foundations of {src} in {dst}", flush=True)
+    return record
+
+
 def ensure_foundations(out_dir: str, seed: int = 0, **settings) -> dict:
     """The pre-trained foundations in `out_dir`: the existing ones when their foundations.json has the same
     seed, settings and code, else written (and trained) now."""
     settings = {**FOUNDATION_DEFAULTS, **settings}
     record = read_record(out_dir)
-    if record is not None and os.path.isfile(os.path.join(out_dir, SAM2_FILE)):
+    if record is not None and os.path.isfile(os.path.join(out_dir, SAM2_PROXY_FILE)):
         if (record.get("seed"), record.get("settings"), record.get("code")) == (seed, settings, code_hash()):
             print(f"[make_tiny_pretrained] foundations in {out_dir} are current ({FOUNDATIONS_FILE})", flush=True)
             return record
@@ -237,6 +265,8 @@ def main(argv=None) -> None:
     print("[make_tiny_pretrained] InternVL2.5-format MLLM:", write_internvl(args.out, args.seed))
     print("[make_tiny_pretrained] SAM-2 checkpoint:", write_sam2(args.out, args.seed),
           f"(config: {SAM2_TINY_CONFIG})")
+    print("[make_tiny_pretrained] proxy SAM-2 checkpoint:", write_sam2(args.out, args.seed, SAM2_PROXY_CONFIG,
+                                                                     SAM2_PROXY_FILE), f"(config: {SAM2_PROXY_CONFIG})")
 
 
 if __name__ == "__main__":

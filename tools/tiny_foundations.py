@@ -6,9 +6,14 @@ memory from their own seeds, never the benchmark's images).
 
 SAM-2 (`pretrain_sam2`), with SAM-2's own kinds of prompts and losses (`models/grounding/sam_training.py`):
   phase 1, images: per object one positive point (multimask output, the lowest-loss mask supervised, the
-    IoU head on all three) or a jittered box (single mask), then a second round from the first round's
-    low-res mask (the one of highest predicted IoU, detached) as the dense prompt plus one point (SAM's
-    correction click in the error region, or the mask's distance-transform peak: what reprompt feeds it);
+    IoU head on all three; or single output) or a jittered box (single mask), then a second round from the
+    first round's low-res mask (the one of highest predicted IoU, detached) as the dense prompt plus one
+    point (SAM's correction click in the error region, or the mask's distance-transform peak: what reprompt
+    feeds it). Our addition, a localisation warm-up: the first half of phase 1 prompts objects by one point
+    (single output) and adds two rows per image whose target is a disc at a uniform point, whatever the
+    image shows. Without it the decoder settles within ~100 steps on segmenting every shape whatever the
+    prompt and stays there (RESULTS.md, "Tiny foundations"): the disc rows have no prompt-free solution,
+    and force the point into the decoder;
   phase 2, 8-frame clips: frame 0 conditioned by its mask or one point, frames 1-7 tracked through the
     memory bank, every frame supervised; the image encoder frozen (its phase-1 features), each step also
     one phase-1 image batch.
@@ -61,8 +66,20 @@ def _points(pts: Sequence[np.ndarray], labels: Sequence[Sequence[int]], scale: f
             torch.tensor(np.asarray(labels), dtype=torch.int32))
 
 
-def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 2) -> Dict[str, torch.Tensor]:
-    """One phase-1 step's losses on `batch` fresh scenes, up to `max_objects` random objects of each."""
+def position_rows(rng: np.random.Generator, n: int):
+    """`n` points and their targets for the localisation warm-up: a disc of radius 10-25 px (the shapes'
+    sizes) centred on a uniform point, whatever the image shows."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    pts = rng.uniform(10, SIZE - 10, (n, 2)).astype(np.float32)
+    radii = rng.uniform(10, 25, n)
+    return pts, [(xx - p[0]) ** 2 + (yy - p[1]) ** 2 < r ** 2 for p, r in zip(pts, radii)]
+
+
+def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 2,
+                    localisation: int = 0) -> Dict[str, torch.Tensor]:
+    """One phase-1 step's losses on `batch` fresh scenes, up to `max_objects` random objects of each. With
+    `localisation` > 0 (the warm-up) that many `position_rows` per image and the objects prompted by one
+    point with a single output only; else the full recipe (module docstring)."""
     images, gts, frame = [], [], []
     for b in range(batch):
         img, masks, _ = random_scene(rng, SIZE)
@@ -75,10 +92,21 @@ def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 
     frame_t = torch.tensor(frame)
     embed, high = T.image_embeddings(m, fpn, frame_t)
     gt = torch.from_numpy(np.stack(gts))
-    is_box = rng.random(len(gts)) < 0.5
+    is_box = rng.random(len(gts)) < (0.0 if localisation else 0.5)
+    multi = rng.random(len(gts)) < (0.0 if localisation else 0.5)
     losses: Dict[str, torch.Tensor] = {}
+    if localisation:
+        pts, discs = position_rows(rng, batch * localisation)
+        rows = torch.arange(batch).repeat_interleave(localisation)
+        e, h = T.image_embeddings(m, fpn, rows)
+        out = T.decode_prompts(m, e, h, torch.from_numpy(pts)[:, None] * s,
+                               torch.ones(len(pts), 1, dtype=torch.int32), multimask=False)
+        part = T.prompt_losses(out.low_res, out.iou, out.obj, torch.from_numpy(np.stack(discs)))
+        losses.update({k + "_loc": v for k, v in part.items() if k.startswith("loss_")})
     chosen = torch.zeros(len(gts), 1, *m.sam_prompt_encoder.mask_input_size)
-    for box, rows in ((False, np.nonzero(~is_box)[0]), (True, np.nonzero(is_box)[0])):
+    groups = ((False, True, np.nonzero(~is_box & multi)[0]), (False, False, np.nonzero(~is_box & ~multi)[0]),
+              (True, False, np.nonzero(is_box)[0]))
+    for box, multimask, rows in groups:  # one point: multimask or single output; a box: single
         if not len(rows):
             continue
         if box:
@@ -87,13 +115,15 @@ def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 
             coords, labels = _points([T.uniform_point(gts[i], rng)[None] for i in rows], [[1]] * len(rows), s)
         r = torch.from_numpy(rows)
         hr = [h[r] for h in high] if high is not None else None
-        out = T.decode_prompts(m, embed[r], hr, coords, labels, multimask=not box)
+        out = T.decode_prompts(m, embed[r], hr, coords, labels, multimask=multimask)
         part = T.prompt_losses(out.low_res, out.iou, out.obj, gt[r])
         for k, v in part.items():
             if k.startswith("loss_"):
                 losses[k] = losses.get(k, 0) + v * len(rows) / len(gts)
         pick = out.iou.argmax(1)
         chosen[r] = out.low_res[torch.arange(len(rows)), pick][:, None].detach()
+    if localisation:
+        return losses
     # round 2: the round-1 mask as the dense prompt plus one click (correction or the mask's peak)
     pred = (torch.nn.functional.interpolate(chosen, size=gt.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0
             ).numpy()
@@ -149,13 +179,19 @@ def sam2_video_step(m, rng: np.random.Generator, clips: int, frames: int) -> Dic
 
 
 def pretrain_sam2(m, image_iters: int, video_iters: int, seed: int, batch: int = 8, clips: int = 4,
-                  frames: int = 8, lr: float = 1e-3) -> Dict[str, float]:
-    """Phase 1 then phase 2 (module docstring) on `m` (a SAM-2 module), in place; returns timings."""
+                  frames: int = 8, lr: float = 1e-3, warmup_frac: float = 0.5) -> Dict[str, float]:
+    """Phase 1 then phase 2 (module docstring) on `m` (a SAM-2 module), in place; returns timings. The first
+    `warmup_frac` of phase 1 is the localisation warm-up (two `position_rows` per image, one-point prompts)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(TRAIN_SEED + seed)
     m.train()
     m.requires_grad_(True)
-    times = {"sam2_images_s": _loop(m, image_iters, lr, 50, lambda: sam2_image_step(m, rng, batch), "sam2 images", 100)}
+    step = {"n": 0}
+
+    def image_step():
+        step["n"] += 1
+        return sam2_image_step(m, rng, batch, localisation=2 if step["n"] <= warmup_frac * image_iters else 0)
+    times = {"sam2_images_s": _loop(m, image_iters, lr, 50, image_step, "sam2 images", 100)}
     m.image_encoder.requires_grad_(False)
     times["sam2_clips_s"] = _loop(m, video_iters, lr, 20, lambda: {**sam2_video_step(m, rng, clips, frames),
                                                                    **sam2_image_step(m, rng, batch // 2)},

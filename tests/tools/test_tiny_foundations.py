@@ -1,5 +1,5 @@
 """The proxy's pre-trained tiny foundations: built by tools/make_tiny_pretrained.py --foundations, cached,
-in the release layouts."""
+in the release layouts, installed over random stand-ins."""
 import os
 
 import numpy as np
@@ -32,7 +32,7 @@ def test_questions_answer_what_the_scene_holds():
 def short_foundations(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("foundations"))
     M.write_internvl(out + "_random", 0)
-    M.write_sam2(out + "_random", 0)
+    M.write_sam2(out + "_random", 0, M.SAM2_PROXY_CONFIG, M.SAM2_PROXY_FILE)
     record = M.ensure_foundations(out, 0, **SHORT)
     return out, record
 
@@ -48,7 +48,8 @@ def test_foundations_are_trained_copies_in_the_release_layout(short_foundations)
     with open(os.path.join(out, M.MLLM_DIR, "vocab.json")) as f, \
             open(os.path.join(out + "_random", M.MLLM_DIR, "vocab.json")) as g:
         assert f.read() == g.read()
-    sam, sam_rand = (read_torch_checkpoint(os.path.join(d, M.SAM2_FILE), key="model") for d in (out, out + "_random"))
+    sam, sam_rand = (read_torch_checkpoint(os.path.join(d, M.SAM2_PROXY_FILE), key="model")
+                     for d in (out, out + "_random"))
     assert set(sam) == set(sam_rand)
     changed = {k.split(".")[0] for k in sam if not torch.equal(sam[k], sam_rand[k])}
     assert {"image_encoder", "sam_mask_decoder", "memory_attention", "memory_encoder"} <= changed
@@ -64,3 +65,37 @@ def test_ensure_foundations_reuses_a_current_cache_and_retrains_otherwise(short_
     M.ensure_foundations(out, 0, **dict(SHORT, mllm_iters=3))
     M.ensure_foundations(out, 1, **SHORT)
     assert [c[1] for c in calls] == [0, 1] and calls[0][2]["mllm_iters"] == 3
+
+
+def test_install_replaces_random_stand_ins_once(short_foundations, tmp_path):
+    out, record = short_foundations
+    dst = str(tmp_path / "tiny")
+    M.main(["--out", dst])  # random stand-ins, as tests and older checkouts have them
+    assert M.install_foundations(out, dst) == record == M.read_record(dst)
+    with open(os.path.join(out, M.MLLM_DIR, "model.safetensors"), "rb") as f, \
+            open(os.path.join(dst, M.MLLM_DIR, "model.safetensors"), "rb") as g:
+        assert f.read() == g.read()
+    stamp = os.path.getmtime(os.path.join(dst, M.SAM2_PROXY_FILE))
+    M.install_foundations(out, dst)
+    assert os.path.getmtime(os.path.join(dst, M.SAM2_PROXY_FILE)) == stamp  # current: not copied again
+    with pytest.raises(FileNotFoundError, match="--foundations"):
+        M.install_foundations(str(tmp_path / "nothing"), dst)
+
+
+def test_localisation_warm_up_rows_and_step():
+    from projects.desa2va.models.grounding import SAM2Grounding
+
+    rng = np.random.default_rng(0)
+    pts, discs = TF.position_rows(rng, 5)
+    for (x, y), d in zip(pts, discs):
+        assert d[int(y), int(x)]  # the target is around its point ...
+        r = np.sqrt(d.sum() / np.pi)
+        assert 9 <= r <= 26  # ... with the shapes' radii
+        ys, xs = np.nonzero(d)
+        assert abs(xs.mean() - x) < 1.5 and abs(ys.mean() - y) < 1.5
+    torch.manual_seed(0)
+    m = SAM2Grounding(M.SAM2_PROXY_CONFIG, None).sam2_model
+    warm = TF.sam2_image_step(m, np.random.default_rng(1), 2, localisation=2)
+    full = TF.sam2_image_step(m, np.random.default_rng(1), 2)
+    assert {"loss_focal_loc", "loss_dice_loc"} <= set(warm) and not any(k.endswith("_r2") for k in warm)
+    assert not any(k.endswith("_loc") for k in full) and "loss_focal_r2" in full
