@@ -41,6 +41,7 @@ from projects.desa2va.common.chat_template import expand_image_placeholders, for
 from projects.desa2va.common.image_processing import mllm_inputs, sam2_frames  # noqa: E402
 from projects.desa2va.datasets.synthetic import random_clip, random_scene  # noqa: E402
 from projects.desa2va.models.grounding import sam_training as T  # noqa: E402
+from projects.desa2va.models.grounding.sam2_grounding import image_embeddings  # noqa: E402
 
 SIZE = 128           # synthetic image side (the benchmark's)
 TRAIN_SEED, EVAL_SEED = 1_000_003, 2_000_003   # scene streams, disjoint from the benchmark's seed 0
@@ -90,7 +91,7 @@ def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 
     s = m.image_size / SIZE
     fpn = m.image_encoder(sam2_frames(images, m.image_size))["backbone_fpn"]
     frame_t = torch.tensor(frame)
-    embed, high = T.image_embeddings(m, fpn, frame_t)
+    embed, high = image_embeddings(m, fpn, frame_t)
     gt = torch.from_numpy(np.stack(gts))
     is_box = rng.random(len(gts)) < (0.0 if localisation else 0.5)
     multi = rng.random(len(gts)) < (0.0 if localisation else 0.5)
@@ -98,7 +99,7 @@ def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 
     if localisation:
         pts, discs = position_rows(rng, batch * localisation)
         rows = torch.arange(batch).repeat_interleave(localisation)
-        e, h = T.image_embeddings(m, fpn, rows)
+        e, h = image_embeddings(m, fpn, rows)
         out = T.decode_prompts(m, e, h, torch.from_numpy(pts)[:, None] * s,
                                torch.ones(len(pts), 1, dtype=torch.int32), multimask=False)
         part = T.prompt_losses(out.low_res, out.iou, out.obj, torch.from_numpy(np.stack(discs)))

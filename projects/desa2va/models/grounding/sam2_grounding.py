@@ -56,6 +56,20 @@ class DecoderOutput:
 MASK_SELECTIONS = ("best_iou", "single")
 
 
+def image_embeddings(sam2_model, fpn: List[torch.Tensor], frame_index: torch.Tensor, decoder: Optional[nn.Module] = None):
+    """(image embedding (N, C, e, e), high-resolution features or None) of the frames `frame_index` for a mask
+    decoder, as SAM-2's image predictor prepares them: the no-memory embedding added, and the skip features
+    through that decoder's own conv_s0 / conv_s1 (per frame, then gathered per object)."""
+    dec = decoder if decoder is not None else sam2_model.sam_mask_decoder
+    embed = fpn[-1]
+    if sam2_model.directly_add_no_mem_embed:  # a frame without memory
+        embed = embed + sam2_model.no_mem_embed.reshape(1, -1, 1, 1)
+    high_res = None
+    if sam2_model.use_high_res_features_in_sam:
+        high_res = [dec.conv_s0(fpn[0])[frame_index], dec.conv_s1(fpn[1])[frame_index]]
+    return embed[frame_index], high_res
+
+
 class SAM2Grounding(VideoMemory, nn.Module):
     """SAM-2 with prompt-token decoding and video propagation.
 
@@ -150,13 +164,7 @@ class SAM2Grounding(VideoMemory, nn.Module):
                 raise ValueError(f"{n} prompts for {len(features)} frames: pass frame_index")
             frame_index = torch.arange(n, device=features.fpn[0].device)
         frame_index = frame_index.to(features.fpn[0].device)
-        image_embed = features.fpn[-1]
-        if m.directly_add_no_mem_embed:  # a frame without memory, as in SAM-2's image predictor
-            image_embed = image_embed + m.no_mem_embed.reshape(1, -1, 1, 1)
-        image_embed = image_embed[frame_index]
-        high_res = None
-        if m.use_high_res_features_in_sam:  # per frame first, then gathered per object
-            high_res = [dec.conv_s0(features.fpn[0])[frame_index], dec.conv_s1(features.fpn[1])[frame_index]]
+        image_embed, high_res = image_embeddings(m, features.fpn, frame_index, dec)
         device = image_embed.device
         if point_coords is None:
             point_coords = torch.zeros(n, 1, 2, device=device)

@@ -3,7 +3,7 @@
 Used by `tools/make_tiny_pretrained.py --foundations` (the CPU proxy's pre-trained tiny SAM-2) and, for its
 tracking part, by stage 2's `train_with_memory` (METHOD.md 3.4).
 
-- `decode_prompts`: the mask decoder on points / boxes (SAM-2's box corners, labels 2 and 3) / a dense
+- `decode_prompts`: the mask decoder (its inputs from `sam2_grounding.image_embeddings`, as `decode`'s) on points / boxes (SAM-2's box corners, labels 2 and 3) / a dense
   mask prompt, every mask of a multimask output returned (training chooses among them by loss, not by
   the IoU head).
 - `prompt_losses`: SAM-2's recipe: 20 x focal + 1 x Dice at image resolution; with several masks only the
@@ -35,19 +35,6 @@ class Decoded:
     low_res: torch.Tensor   # (N, k, h, w) logits, k = 3 (multimask) or 1
     iou: torch.Tensor       # (N, k) predicted IoU
     obj: torch.Tensor       # (N, 1) object-score logits
-
-
-def image_embeddings(sam2_model, fpn: List[torch.Tensor], frame_index: torch.Tensor, decoder=None):
-    """(image embedding, high-res features) of the frames `frame_index` for a decoder, as SAM-2's image
-    predictor prepares them (no-memory embedding added)."""
-    dec = decoder if decoder is not None else sam2_model.sam_mask_decoder
-    embed = fpn[-1]
-    if sam2_model.directly_add_no_mem_embed:
-        embed = embed + sam2_model.no_mem_embed.reshape(1, -1, 1, 1)
-    high_res = None
-    if sam2_model.use_high_res_features_in_sam:
-        high_res = [dec.conv_s0(fpn[0])[frame_index], dec.conv_s1(fpn[1])[frame_index]]
-    return embed[frame_index], high_res
 
 
 def decode_prompts(sam2_model, embed: torch.Tensor, high_res, point_coords: torch.Tensor,
