@@ -151,7 +151,6 @@ def pretrain_internvl(folder: str, iters: int, seed: int) -> dict:
     write its weights back in the same layout: the checkpoint's own rows only (not the grounding tokens that
     loading adds; the tokenizer files are untouched)."""
     from projects.desa2va.models.checkpoint_io import read_safetensors_folder
-    from projects.desa2va.models.mllm import InternVLMLLM
 
     original = read_safetensors_folder(folder)
     mllm = InternVLMLLM(folder, freeze_vision=False, freeze_llm=False, freeze_projector=False)
@@ -160,8 +159,10 @@ def pretrain_internvl(folder: str, iters: int, seed: int) -> dict:
     if set(trained) != set(original):
         raise RuntimeError(f"pre-trained MLLM keys differ from {folder}'s: "
                            f"{sorted(set(trained) ^ set(original))[:5]}")
-    state = {k: trained[k][:original[k].shape[0]].detach().clone().contiguous() if trained[k].shape != original[k].shape
-             else trained[k].detach().contiguous() for k in original}
+    state = {k: trained[k][:original[k].shape[0]].detach().contiguous() for k in original}  # vocabulary rows
+    wrong = [k for k in original if state[k].shape != original[k].shape]
+    if wrong:
+        raise RuntimeError(f"pre-trained MLLM tensors {wrong[:5]} do not fit {folder}'s shapes")
     write_safetensors_folder(state, folder)
     return times
 
@@ -177,7 +178,6 @@ def pretrain_sam2_file(path: str, image_iters: int, clip_iters: int, seed: int) 
 def evaluate_foundations(out_dir: str, num_images: int = 100, num_clips: int = 20) -> dict:
     """Held-out figures of the files as written, loaded through the project's loaders."""
     from projects.desa2va.models.grounding.sam2_grounding import SAM2Grounding
-    from projects.desa2va.models.mllm import InternVLMLLM
 
     grounding = SAM2Grounding(SAM2_PROXY_CONFIG, os.path.join(out_dir, SAM2_PROXY_FILE), mask_selection="best_iou")
     res = tiny_foundations.evaluate_sam2(grounding, num_images, num_clips)

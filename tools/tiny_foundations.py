@@ -2,7 +2,7 @@
 pipeline, at toy scale, on synthetic scenes of the benchmark's kind (`datasets/synthetic.py`; generated in
 memory from their own seeds, never the benchmark's images).
 
-    python tools/make_tiny_pretrained.py --out pretrained/tiny --foundations   (calls `build` below)
+    python tools/make_tiny_pretrained.py --out pretrained/tiny --foundations   (calls the functions below)
 
 SAM-2 (`pretrain_sam2`), with SAM-2's own kinds of prompts and losses (`models/grounding/sam_training.py`):
   phase 1, images: per object one positive point (multimask output, the lowest-loss mask supervised, the
@@ -20,7 +20,7 @@ SAM-2 (`pretrain_sam2`), with SAM-2's own kinds of prompts and losses (`models/g
 MLLM (`pretrain_mllm`): the whole InternVL2.5-format model trained on captions and questions about the
   shapes (colour, shape, count, position, a caption), LM loss on the answers.
 `evaluate_sam2` / `evaluate_mllm` measure them on held-out scenes (other seeds): IoU from one positive
-point (a uniform pick and the peak), from a box, after one reprompt refinement; J&F of first-frame-mask
+point (a uniform pick and the peak), from a box, after one reprompt refinement of the uniform point's mask; J&F of first-frame-mask
 propagation through the project's `SAM2Grounding.propagate`; question accuracy by greedy generation.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from projects.desa2va.common import special_tokens as st  # noqa: E402
-from projects.desa2va.common.chat_template import expand_image_placeholders, format_turns, generation_prompt  # noqa: E402
+from projects.desa2va.common.chat_template import expand_image_placeholders, generation_prompt  # noqa: E402
 from projects.desa2va.common.image_processing import mllm_inputs, sam2_frames  # noqa: E402
 from projects.desa2va.datasets.synthetic import random_clip, random_scene  # noqa: E402
 from projects.desa2va.models.grounding import sam_training as T  # noqa: E402
@@ -222,17 +222,12 @@ def _fmt(losses: Dict[str, torch.Tensor]) -> str:
     return " ".join(f"{k[5:]} {float(v.detach()):.3f}" for k, v in losses.items() if k.startswith("loss_"))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    u = (a | b).sum()
-    return float((a & b).sum() / u) if u else 1.0
-
-
 @torch.no_grad()
 def evaluate_sam2(grounding, num_images: int = 100, num_clips: int = 20, frames: int = 8, seed: int = 0
                   ) -> Dict[str, float]:
     """Held-out figures of a `SAM2Grounding` (its `decode`, mask_selection as configured, and `propagate`)."""
     from projects.desa2va.common.image_processing import resize_logits
-    from projects.desa2va.evaluation.metrics import j_and_f
+    from projects.desa2va.evaluation.metrics import j_and_f, region_similarity as iou
 
     rng = np.random.default_rng(EVAL_SEED + seed)
     m = grounding.sam2_model
@@ -249,21 +244,12 @@ def evaluate_sam2(grounding, num_images: int = 100, num_clips: int = 20, frames:
                                        point_labels=lab, mask_logits=mask_logits)
                 return out.low_res_logits, resize_logits(out.low_res_logits, (SIZE, SIZE))[0, 0].numpy() > 0
             low, pred = run(T.uniform_point(gt, rng)[None], [1])
-            res["point_uniform"].append(_iou(pred, gt))
-            peak = T.peak_point(gt)
-            low, pred = run(peak[None], [1])
-            res["point_peak"].append(_iou(pred, gt))
-            _, box = run(T.jittered_box(gt, rng, 0.0), [2, 3])
-            res["box"].append(_iou(box, gt))
-            # reprompt, as inference: the uniform point's mask as the dense prompt + its own peak
-            low, pred0 = run(T.uniform_point(gt, rng)[None], [1])
-            p = T.peak_point(pred0)
-            res.setdefault("reprompt_before", []).append(_iou(pred0, gt))
-            if p is None:
-                res["reprompt"].append(_iou(pred0, gt))
-            else:
-                _, pred1 = run(p[None], [1], low)
-                res["reprompt"].append(_iou(pred1, gt))
+            res["point_uniform"].append(iou(pred, gt))
+            # reprompt, as inference: that mask's low-res logits as the dense prompt + the mask's own peak
+            p = T.peak_point(pred)
+            res["reprompt"].append(iou(run(p[None], [1], low)[1], gt) if p is not None else res["point_uniform"][-1])
+            res["point_peak"].append(iou(run(T.peak_point(gt)[None], [1])[1], gt))
+            res["box"].append(iou(run(T.jittered_box(gt, rng, 0.0), [2, 3])[1], gt))
     jf, j_only = [], []
     for _ in range(num_clips):
         imgs, tracks, _, _ = random_clip(rng, SIZE, frames)
@@ -305,30 +291,27 @@ def questions(shapes, rng: np.random.Generator) -> Dict[str, List[tuple]]:
 
 
 class _Encoder:
+    """Scene conversations as the datasets encode them (`ConversationEncoder`, no system message), padded."""
+
     def __init__(self, mllm):
+        from projects.desa2va.datasets.template import ConversationEncoder
+
         self.mllm, self.tok = mllm, mllm.tokenizer
+        self.encoder = ConversationEncoder(mllm.tokenizer, system=None)
 
     def image(self, img):
         """The MLLM's tiles of an image and its visual tokens, as the datasets and inference prepare them."""
-        pixels, tokens = mllm_inputs(self.mllm.geometry, [img], "image")
-        return pixels, tokens
+        return mllm_inputs(self.mllm.geometry, [img], "image")
 
     def conversation(self, img, turns):
         turns = [(st.IMAGE_PLACEHOLDER + "\n" + turns[0][0], turns[0][1])] + list(turns[1:])
         pixels, tokens = self.image(img)
-        ids, labels = [], []
-        for prompt, answer in format_turns(turns, system=None):
-            p = self.tok(expand_image_placeholders(prompt, tokens if st.IMAGE_PLACEHOLDER in prompt else []),
-                         add_special_tokens=False).input_ids
-            a = self.tok(answer, add_special_tokens=False).input_ids
-            ids += p + a
-            labels += [-100] * len(p) + a
+        ids, labels = self.encoder.encode(turns, tokens)
         return ids, labels, pixels
 
     def batch(self, items):
         n = max(len(i[0]) for i in items)
-        pad = self.tok.pad_token_id
-        ids = torch.full((len(items), n), pad, dtype=torch.long)
+        ids = torch.full((len(items), n), self.tok.pad_token_id, dtype=torch.long)
         labels = torch.full((len(items), n), -100, dtype=torch.long)
         att = torch.zeros(len(items), n, dtype=torch.long)
         for b, (i, lab, _) in enumerate(items):
