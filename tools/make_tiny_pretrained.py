@@ -5,7 +5,8 @@
     python tools/make_tiny_pretrained.py --out pretrained/tiny --foundations              # pre-trained
 
 writes
-  <out>/InternVL2_5-tiny/   config.json (InternVL2.5 schema), model.safetensors (real key names),
+  <out>/InternVL2_5-tiny/   config.json (InternVL2.5 schema; ViT patch 16, or 8 with --foundations),
+                            model.safetensors (real key names),
                             a byte-level BPE tokenizer trained here (Hugging Face files, ChatML and
                             InternVL special tokens), generation_config.json
   <out>/sam2_tiny.pt        {"model": state_dict} of SAM-2 built from
@@ -91,12 +92,12 @@ def build_tokenizer(vocab_size: int = 600):
     return hf
 
 
-def write_internvl(out_dir: str, seed: int) -> str:
+def write_internvl(out_dir: str, seed: int, patch_size: int = 16) -> str:
     folder = os.path.join(out_dir, MLLM_DIR)
     os.makedirs(folder, exist_ok=True)
     tokenizer = build_tokenizer()
     tokenizer.save_pretrained(folder)
-    cfg = tiny_internvl_config(vocab_size=len(tokenizer))
+    cfg = tiny_internvl_config(vocab_size=len(tokenizer), patch_size=patch_size)
     cfg["llm_config"]["bos_token_id"] = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     cfg["llm_config"]["eos_token_id"] = tokenizer.convert_tokens_to_ids(st.IM_END)
     torch.manual_seed(seed)
@@ -129,7 +130,8 @@ def write_sam2(out_dir: str, seed: int, config: str = SAM2_TINY_CONFIG, name: st
 
 # ---------------------------------------------------------------------------------------------- foundations
 FOUNDATIONS_FILE = "foundations.json"
-FOUNDATION_DEFAULTS = {"sam2_image_iters": 1500, "sam2_clip_iters": 800, "mllm_iters": 3000,
+PROXY_PATCH = 8  # the foundations' ViT patch: 64 visual tokens per 128 px tile (the random stand-ins: 16)
+FOUNDATION_DEFAULTS = {"sam2_image_iters": 1500, "sam2_clip_iters": 800, "vision_iters": 1500, "mllm_iters": 3000,
                        "eval_images": 100, "eval_clips": 20}
 _CODE = ("tools/tiny_foundations.py", "projects/desa2va/datasets/synthetic.py",  # the recipe and its data
          "projects/desa2va/models/grounding/sam_training.py",
@@ -146,15 +148,16 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def pretrain_internvl(folder: str, iters: int, seed: int) -> dict:
-    """Load the folder with the project's loader (every part trainable), train it on scene questions and
-    write its weights back in the same layout: the checkpoint's own rows only (not the grounding tokens that
+def pretrain_internvl(folder: str, iters: int, seed: int, vision_iters: int = 0) -> dict:
+    """Load the folder with the project's loader (every part trainable), pre-train its ViT alone for
+    `vision_iters` steps (then frozen), train it on scene questions for `iters` and write its weights back in the same layout: the checkpoint's own rows only (not the grounding tokens that
     loading adds; the tokenizer files are untouched)."""
     from projects.desa2va.models.checkpoint_io import read_safetensors_folder
 
     original = read_safetensors_folder(folder)
     mllm = InternVLMLLM(folder, freeze_vision=False, freeze_llm=False, freeze_projector=False)
-    times = tiny_foundations.pretrain_mllm(mllm, iters, seed)
+    times = tiny_foundations.pretrain_vision(mllm, vision_iters, seed) if vision_iters else {}
+    times.update(tiny_foundations.pretrain_mllm(mllm, iters, seed, train_vision=not vision_iters))
     trained = mllm.merged_state_dict()
     if set(trained) != set(original):
         raise RuntimeError(f"pre-trained MLLM keys differ from {folder}'s: "
@@ -187,11 +190,12 @@ def evaluate_foundations(out_dir: str, num_images: int = 100, num_clips: int = 2
 
 def write_foundations(out_dir: str, seed: int, settings: dict) -> dict:
     t0 = time.time()
-    write_internvl(out_dir, seed)
+    write_internvl(out_dir, seed, PROXY_PATCH)
     write_sam2(out_dir, seed, SAM2_PROXY_CONFIG, SAM2_PROXY_FILE)
     times = pretrain_sam2_file(os.path.join(out_dir, SAM2_PROXY_FILE), settings["sam2_image_iters"],
                                settings["sam2_clip_iters"], seed)
-    times.update(pretrain_internvl(os.path.join(out_dir, MLLM_DIR), settings["mllm_iters"], seed))
+    times.update(pretrain_internvl(os.path.join(out_dir, MLLM_DIR), settings["mllm_iters"], seed,
+                                   settings["vision_iters"]))
     t = time.time()
     figures = evaluate_foundations(out_dir, settings["eval_images"], settings["eval_clips"])
     times["evaluate_s"] = round(time.time() - t, 1)

@@ -17,8 +17,12 @@ SAM-2 (`pretrain_sam2`), with SAM-2's own kinds of prompts and losses (`models/g
   phase 2, 8-frame clips: frame 0 conditioned by its mask or one point, frames 1-7 tracked through the
     memory bank, every frame supervised; the image encoder frozen (its phase-1 features), each step also
     one phase-1 image batch.
-MLLM (`pretrain_mllm`): the whole InternVL2.5-format model trained on captions and questions about the
-  shapes (colour, shape, count, position, a caption), LM loss on the answers.
+MLLM (64 visual tokens per tile: ViT patch 8, make_tiny_pretrained.PROXY_PATCH):
+  phase 1 (`pretrain_vision`), the ViT alone, as InternViT is pre-trained before InternVL: each object's
+    patch features, max-pooled over its mask, classify its shape and colour (a linear head, discarded);
+  phase 2 (`pretrain_mllm`), the projector and the LLM (the ViT frozen) on captions and questions about the
+    shapes (colour, shape, count, position, a caption), LM loss on the answers. Trained through the LLM
+    alone the tiny ViT never learns the shapes (shape answers at chance with patch 16 or 8).
 `evaluate_sam2` / `evaluate_mllm` measure them on held-out scenes (other seeds): IoU from one positive
 point (a uniform pick and the peak), from a box, after one reprompt refinement of the uniform point's mask; J&F of first-frame-mask
 propagation through the project's `SAM2Grounding.propagate`; question accuracy by greedy generation.
@@ -319,12 +323,61 @@ class _Encoder:
         return ids, labels, att, torch.cat([i[2] for i in items])
 
 
-def pretrain_mllm(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3) -> Dict[str, float]:
-    """The whole model (`InternVLMLLM` loaded with every part trainable) on scene questions, in place."""
+def _object_patches(mask: np.ndarray, patch: int) -> torch.Tensor:
+    """(P,) bool: the ViT patches a mask covers by more than a quarter (its best-covered one if none)."""
+    side = mask.shape[0] // patch
+    cover = torch.from_numpy(mask.reshape(side, patch, side, patch).mean((1, 3)).reshape(-1))
+    return cover > 0.25 if bool((cover > 0.25).any()) else cover == cover.max()
+
+
+def pretrain_vision(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3) -> Dict[str, float]:
+    """The ViT alone, as InternViT is pre-trained before the MLLM: each object's patch features, max-pooled
+    over the patches its mask covers, classify its shape and its colour (a linear head, then discarded).
+    Trained through the LLM only, the tiny ViT does not learn the shapes (shape answers at chance)."""
+    from projects.desa2va.datasets.synthetic import COLORS, SHAPES
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(TRAIN_SEED + 11 + seed)
+    vm = mllm.vision_model
+    patch = vm.embeddings.patch_embedding.kernel_size[0]
+    head = torch.nn.Linear(vm.embeddings.patch_embedding.out_channels, len(SHAPES) + len(COLORS))
+    params = list(vm.parameters()) + list(head.parameters())
+    opt = _optimizer(params, lr)
+    vm.train()
+    t0 = time.time()
+    for it in range(iters):
+        _schedule(opt, it, iters, lr)
+        pixels, regions, labels = [], [], []
+        for b in range(batch):
+            img, masks, shapes = random_scene(rng, SIZE)
+            pixels.append(mllm_inputs(mllm.geometry, [img], "image")[0])
+            for mask, s in zip(masks, shapes):
+                regions.append((b, _object_patches(mask, patch)))
+                labels.append((SHAPES.index(s.kind), list(COLORS).index(s.color)))
+        feats = vm.encoder(vm.embeddings(torch.cat(pixels)))[:, 1:]  # drop CLS
+        logits = head(torch.stack([feats[b][r].max(0).values for b, r in regions]))
+        y = torch.tensor(labels)
+        loss = (torch.nn.functional.cross_entropy(logits[:, :len(SHAPES)], y[:, 0])
+                + torch.nn.functional.cross_entropy(logits[:, len(SHAPES):], y[:, 1]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if it % 100 == 0 or it == iters - 1:
+            acc = (logits[:, :len(SHAPES)].argmax(-1) == y[:, 0]).float().mean()
+            log(f"vision {it + 1}/{iters}: ce {loss.item():.3f} shape acc {acc.item():.2f}")
+    return {"vision_s": round(time.time() - t0, 1)}
+
+
+def pretrain_mllm(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3, train_vision: bool = True
+                  ) -> Dict[str, float]:
+    """The model (`InternVLMLLM` loaded with every part trainable; the ViT frozen unless `train_vision`) on
+    scene questions, in place."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(TRAIN_SEED + 7 + seed)
     enc = _Encoder(mllm)
     mllm.train()
+    mllm.vision_model.requires_grad_(train_vision)
     opt = _optimizer(mllm.parameters(), lr)
     t0 = time.time()
     for it in range(iters):
@@ -343,6 +396,7 @@ def pretrain_mllm(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3
         opt.step()
         if it % 100 == 0 or it == iters - 1:
             log(f"mllm {it + 1}/{iters}: lm {loss.item():.3f}")
+    mllm.vision_model.requires_grad_(True)
     mllm.eval()
     return {"mllm_s": round(time.time() - t0, 1)}
 

@@ -10,7 +10,7 @@ import make_tiny_pretrained as M
 import tiny_foundations as TF
 from projects.desa2va.datasets.synthetic import Shape
 
-SHORT = dict(sam2_image_iters=2, sam2_clip_iters=1, mllm_iters=2, eval_images=2, eval_clips=1)
+SHORT = dict(sam2_image_iters=2, sam2_clip_iters=1, vision_iters=2, mllm_iters=2, eval_images=2, eval_clips=1)
 
 
 def test_questions_answer_what_the_scene_holds():
@@ -31,7 +31,7 @@ def test_questions_answer_what_the_scene_holds():
 @pytest.fixture(scope="module")
 def short_foundations(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("foundations"))
-    M.write_internvl(out + "_random", 0)
+    M.write_internvl(out + "_random", 0, M.PROXY_PATCH)
     M.write_sam2(out + "_random", 0, M.SAM2_PROXY_CONFIG, M.SAM2_PROXY_FILE)
     record = M.ensure_foundations(out, 0, **SHORT)
     return out, record
@@ -99,3 +99,36 @@ def test_localisation_warm_up_rows_and_step():
     full = TF.sam2_image_step(m, np.random.default_rng(1), 2)
     assert {"loss_focal_loc", "loss_dice_loc"} <= set(warm) and not any(k.endswith("_r2") for k in warm)
     assert not any(k.endswith("_loc") for k in full) and "loss_focal_r2" in full
+
+
+def test_object_patches_are_the_ones_a_mask_covers():
+    mask = np.zeros((16, 16), bool)
+    mask[:8, :8] = True  # all of patch 0
+    mask[:2, 8:12] = True  # 8 of patch 1's 64 pixels: not a quarter
+    mask[12:16, 8:16] = True  # half of patch 3
+    assert TF._object_patches(mask, 8).tolist() == [True, False, False, True]
+    small = np.zeros((16, 16), bool)
+    small[9:11, 2:4] = True  # 4 pixels of patch 2: none covered by a quarter, so its best one
+    assert TF._object_patches(small, 8).tolist() == [False, False, True, False]
+
+
+def test_vision_pre_training_trains_the_vit_alone_then_questions_keep_it(tmp_path):
+    from projects.desa2va.models.mllm import InternVLMLLM
+
+    folder = M.write_internvl(str(tmp_path), 0, M.PROXY_PATCH)
+    mllm = InternVLMLLM(folder, freeze_vision=False, freeze_llm=False, freeze_projector=False)
+    assert mllm.geometry.num_image_token == 64
+
+    def parts():
+        return {n: {k: v.clone() for k, v in getattr(mllm, n).state_dict().items()}
+                for n in ("vision_model", "mlp1", "language_model")}
+
+    def changed(a, b):
+        return {n for n in a if any(not torch.equal(a[n][k], b[n][k]) for k in a[n])}
+    before = parts()
+    TF.pretrain_vision(mllm, 2, 0, batch=2)
+    after_vision = parts()
+    assert changed(before, after_vision) == {"vision_model"}
+    TF.pretrain_mllm(mllm, 2, 0, batch=2, train_vision=False)
+    assert changed(after_vision, parts()) == {"mlp1", "language_model"}
+    assert all(p.requires_grad for p in mllm.vision_model.parameters())

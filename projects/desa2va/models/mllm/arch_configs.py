@@ -51,12 +51,14 @@ def internvl2_5_config(size: str) -> Dict[str, Any]:
     return cfg
 
 
-def tiny_internvl_config(vocab_size: int) -> Dict[str, Any]:
-    """Same schema, CPU-sized: 128 px tiles, patch 16 -> 16 visual tokens per tile, 2+2 layers."""
+def tiny_internvl_config(vocab_size: int, patch_size: int = 16) -> Dict[str, Any]:
+    """Same schema, CPU-sized: 128 px tiles, patch 16 -> 16 visual tokens per tile (patch 8 -> 64, the
+    proxy's pre-trained foundations: a 16 px patch is too coarse for the tiny ViT to learn the shapes), 2+2
+    layers."""
     cfg = copy.deepcopy(_CHAT)
     cfg.update(force_image_size=128, max_dynamic_patch=6, torch_dtype="float32")
     cfg["vision_config"] = {**copy.deepcopy(_VISION_300M), "hidden_size": 96, "intermediate_size": 192,
-                            "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 16,
+                            "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": patch_size,
                             "image_size": 128, "use_flash_attn": False}
     cfg["llm_config"] = {**copy.deepcopy(_QWEN2), "hidden_size": 128, "intermediate_size": 256,
                          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
