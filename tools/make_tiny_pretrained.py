@@ -150,7 +150,8 @@ def code_hash() -> str:
 
 def pretrain_internvl(folder: str, iters: int, seed: int, vision_iters: int = 0) -> dict:
     """Load the folder with the project's loader (every part trainable), pre-train its ViT alone for
-    `vision_iters` steps (then frozen), train it on scene questions for `iters` and write its weights back in the same layout: the checkpoint's own rows only (not the grounding tokens that
+    `vision_iters` steps (then frozen), train it on scene questions for `iters` and write its weights back
+    in the same layout: the checkpoint's own rows only (not the grounding tokens that
     loading adds; the tokenizer files are untouched)."""
     from projects.desa2va.models.checkpoint_io import read_safetensors_folder
 

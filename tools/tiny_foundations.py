@@ -341,12 +341,9 @@ def pretrain_vision(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e
     vm = mllm.vision_model
     patch = vm.embeddings.patch_embedding.kernel_size[0]
     head = torch.nn.Linear(vm.embeddings.patch_embedding.out_channels, len(SHAPES) + len(COLORS))
-    params = list(vm.parameters()) + list(head.parameters())
-    opt = _optimizer(params, lr)
     vm.train()
-    t0 = time.time()
-    for it in range(iters):
-        _schedule(opt, it, iters, lr)
+
+    def step():
         pixels, regions, labels = [], [], []
         for b in range(batch):
             img, masks, shapes = random_scene(rng, SIZE)
@@ -357,16 +354,10 @@ def pretrain_vision(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e
         feats = vm.encoder(vm.embeddings(torch.cat(pixels)))[:, 1:]  # drop CLS
         logits = head(torch.stack([feats[b][r].max(0).values for b, r in regions]))
         y = torch.tensor(labels)
-        loss = (torch.nn.functional.cross_entropy(logits[:, :len(SHAPES)], y[:, 0])
-                + torch.nn.functional.cross_entropy(logits[:, len(SHAPES):], y[:, 1]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if it % 100 == 0 or it == iters - 1:
-            acc = (logits[:, :len(SHAPES)].argmax(-1) == y[:, 0]).float().mean()
-            log(f"vision {it + 1}/{iters}: ce {loss.item():.3f} shape acc {acc.item():.2f}")
-    return {"vision_s": round(time.time() - t0, 1)}
+        return {"loss_shape": torch.nn.functional.cross_entropy(logits[:, :len(SHAPES)], y[:, 0]),
+                "loss_colour": torch.nn.functional.cross_entropy(logits[:, len(SHAPES):], y[:, 1])}
+    # the ViT and the head, one AdamW, warm-up then cosine, clip 1.0: the SAM-2 phases' loop
+    return {"vision_s": _loop(torch.nn.ModuleList([vm, head]), iters, lr, 50, step, "vision", 100)}
 
 
 def pretrain_mllm(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3, train_vision: bool = True
