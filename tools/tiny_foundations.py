@@ -24,8 +24,9 @@ MLLM (64 visual tokens per tile: ViT patch 8, make_tiny_pretrained.PROXY_PATCH):
     shapes (colour, shape, count, position, a caption), LM loss on the answers. Trained through the LLM
     alone the tiny ViT never learns the shapes (shape answers at chance with patch 16 or 8).
 `evaluate_sam2` / `evaluate_mllm` measure them on held-out scenes (other seeds): IoU from one positive
-point (a uniform pick and the peak), from a box, after one reprompt refinement of the uniform point's mask; J&F of first-frame-mask
-propagation through the project's `SAM2Grounding.propagate`; question accuracy by greedy generation.
+point (a uniform pick and the peak), from a box, after one reprompt refinement of the uniform point's
+mask; J&F of first-frame-mask propagation through the project's `SAM2Grounding.propagate`; question
+accuracy by greedy generation.
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def log(msg: str) -> None:
 
 
 def _schedule(opt, step: int, total: int, lr: float, warmup: int = 50) -> None:
-    f = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+    f = ((step + 1) / warmup if step < warmup
+         else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1))))
     for g in opt.param_groups:
         g["lr"] = lr * f
 

@@ -3,9 +3,9 @@
 Used by `tools/make_tiny_pretrained.py --foundations` (the CPU proxy's pre-trained tiny SAM-2) and, for its
 tracking part, by stage 2's `train_with_memory` (METHOD.md 3.4).
 
-- `decode_prompts`: the mask decoder (its inputs from `sam2_grounding.image_embeddings`, as `decode`'s) on points / boxes (SAM-2's box corners, labels 2 and 3) / a dense
-  mask prompt, every mask of a multimask output returned (training chooses among them by loss, not by
-  the IoU head).
+- `decode_prompts`: the mask decoder (its inputs from `sam2_grounding.image_embeddings`, as `decode`'s)
+  on points / boxes (SAM-2's box corners, labels 2 and 3) / a dense mask prompt, every mask of a
+  multimask output returned (training chooses among them by loss, not by the IoU head).
 - `prompt_losses`: SAM-2's recipe: 20 x focal + 1 x Dice at image resolution; with several masks only the
   one of lowest (20 focal + Dice) is supervised (a one-point prompt is ambiguous), while the IoU head is
   supervised on every mask (MSE to the mask's real IoU); + 1 x BCE of the object score.
