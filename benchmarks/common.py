@@ -213,12 +213,12 @@ def random_init_folder(mllm_path: str, tmp: str) -> str:
 
 
 def ensure_tiny_pretrained(workspace: str = ROOT) -> str:
-    """`<workspace>/pretrained/tiny` (the tiny configs' weights), written when missing."""
+    """`<workspace>/pretrained/tiny` (the tiny configs' weights: the committed foundations, installed when
+    missing; random stand-ins written on purpose are kept)."""
     import make_tiny_pretrained
 
     folder = os.path.join(workspace, "pretrained", "tiny")
-    if not os.path.isfile(os.path.join(folder, "sam2_tiny.pt")):
-        make_tiny_pretrained.main(["--out", folder])
+    make_tiny_pretrained.ensure_tiny(folder)
     return folder
 
 

@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -130,8 +131,12 @@ def write_sam2(out_dir: str, seed: int, config: str = SAM2_TINY_CONFIG, name: st
 
 # ---------------------------------------------------------------------------------------------- foundations
 FOUNDATIONS_FILE = "foundations.json"
+STAND_INS_FILE = "stand_ins.json"  # marks a folder of random stand-ins written on purpose (random mode)
+# the foundations the project ships (written by `--out assets/foundations --foundations`, ~8 MB)
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "foundations")
 PROXY_PATCH = 8  # the foundations' ViT patch: 64 visual tokens per 128 px tile (the random stand-ins: 16)
-FOUNDATION_DEFAULTS = {"sam2_image_iters": 1500, "sam2_clip_iters": 800, "vision_iters": 1500, "mllm_iters": 3000,
+FOUNDATION_DEFAULTS = {"sam2_encoder_iters": 600, "sam2_probe_weight": 0.5, "sam2_image_iters": 1500,
+                       "sam2_clip_iters": 800, "vision_iters": 1500, "vision_dense_weight": 1.0, "mllm_iters": 3000,
                        "eval_images": 100, "eval_clips": 20}
 _CODE = ("tools/tiny_foundations.py", "projects/desa2va/datasets/synthetic.py",  # the recipe and its data
          "projects/desa2va/models/grounding/sam_training.py",
@@ -148,7 +153,7 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def pretrain_internvl(folder: str, iters: int, seed: int, vision_iters: int = 0) -> dict:
+def pretrain_internvl(folder: str, iters: int, seed: int, vision_iters: int = 0, dense_weight: float = 0.0) -> dict:
     """Load the folder with the project's loader (every part trainable), pre-train its ViT alone for
     `vision_iters` steps (then frozen), train it on scene questions for `iters` and write its weights back
     in the same layout: the checkpoint's own rows only (not the grounding tokens that
@@ -157,7 +162,7 @@ def pretrain_internvl(folder: str, iters: int, seed: int, vision_iters: int = 0)
 
     original = read_safetensors_folder(folder)
     mllm = InternVLMLLM(folder, freeze_vision=False, freeze_llm=False, freeze_projector=False)
-    times = tiny_foundations.pretrain_vision(mllm, vision_iters, seed) if vision_iters else {}
+    times = tiny_foundations.pretrain_vision(mllm, vision_iters, seed, dense_weight=dense_weight) if vision_iters else {}
     times.update(tiny_foundations.pretrain_mllm(mllm, iters, seed, train_vision=not vision_iters))
     trained = mllm.merged_state_dict()
     if set(trained) != set(original):
@@ -171,10 +176,12 @@ def pretrain_internvl(folder: str, iters: int, seed: int, vision_iters: int = 0)
     return times
 
 
-def pretrain_sam2_file(path: str, image_iters: int, clip_iters: int, seed: int) -> dict:
+def pretrain_sam2_file(path: str, image_iters: int, clip_iters: int, seed: int, encoder_iters: int = 0,
+                       probe_weight: float = 0.0) -> dict:
     """Train the proxy SAM-2 checkpoint at `path` in place (`tiny_foundations.pretrain_sam2`)."""
     model = build_sam2_model(SAM2_PROXY_CONFIG, path)
-    times = tiny_foundations.pretrain_sam2(model, image_iters, clip_iters, seed)
+    times = tiny_foundations.pretrain_sam2(model, image_iters, clip_iters, seed, encoder_iters=encoder_iters,
+                                           probe_weight=probe_weight)
     torch.save({"model": model.state_dict()}, path)
     return times
 
@@ -194,9 +201,10 @@ def write_foundations(out_dir: str, seed: int, settings: dict) -> dict:
     write_internvl(out_dir, seed, PROXY_PATCH)
     write_sam2(out_dir, seed, SAM2_PROXY_CONFIG, SAM2_PROXY_FILE)
     times = pretrain_sam2_file(os.path.join(out_dir, SAM2_PROXY_FILE), settings["sam2_image_iters"],
-                               settings["sam2_clip_iters"], seed)
+                               settings["sam2_clip_iters"], seed, settings["sam2_encoder_iters"],
+                               settings["sam2_probe_weight"])
     times.update(pretrain_internvl(os.path.join(out_dir, MLLM_DIR), settings["mllm_iters"], seed,
-                                   settings["vision_iters"]))
+                                   settings["vision_iters"], settings["vision_dense_weight"]))
     t = time.time()
     figures = evaluate_foundations(out_dir, settings["eval_images"], settings["eval_clips"])
     times["evaluate_s"] = round(time.time() - t, 1)
@@ -230,14 +238,31 @@ def install_foundations(src: str, dst: str) -> dict:
         return record
     os.makedirs(dst, exist_ok=True)
     stale = os.path.join(dst, FOUNDATIONS_FILE)
-    if os.path.isfile(stale):
-        os.remove(stale)
+    for marker in (stale, os.path.join(dst, STAND_INS_FILE)):
+        if os.path.isfile(marker):
+            os.remove(marker)
     shutil.rmtree(os.path.join(dst, MLLM_DIR), ignore_errors=True)
     shutil.copytree(os.path.join(src, MLLM_DIR), os.path.join(dst, MLLM_DIR))
     shutil.copyfile(os.path.join(src, SAM2_PROXY_FILE), os.path.join(dst, SAM2_PROXY_FILE))
     shutil.copyfile(os.path.join(src, FOUNDATIONS_FILE), stale)  # last: marks the copy complete
     print(f"[make_tiny_pretrained] installed the foundations of {src} in {dst}", flush=True)
     return record
+
+
+def ensure_tiny(dst: str = "pretrained/tiny") -> Optional[dict]:
+    """What the quickstart, the tiny configs' tools and the ablation start from: `dst` made to hold the
+    committed foundations (`ASSETS`), installed over an empty folder, older foundations or random stand-ins
+    of an earlier checkout; a folder of random stand-ins written on purpose (`STAND_INS_FILE`, this
+    script's random mode: tests, smoke runs) is kept, with a warning. Returns the foundations.json in use
+    (None for random stand-ins)."""
+    if not os.path.isfile(os.path.join(ASSETS, FOUNDATIONS_FILE)):
+        raise FileNotFoundError(f"the committed foundations are missing from {ASSETS}: restore them from git, or "
+                                f"rebuild them with python tools/make_tiny_pretrained.py --out {ASSETS} --foundations")
+    if read_record(dst) is None and os.path.isfile(os.path.join(dst, STAND_INS_FILE)):
+        print(f"[make_tiny_pretrained] WARNING: {dst} holds random stand-ins ({STAND_INS_FILE}), not the pre-trained "
+              f"foundations: nothing learns as the recorded figures say; remove it to install {ASSETS}", flush=True)
+        return None
+    return install_foundations(ASSETS, dst)
 
 
 def ensure_foundations(out_dir: str, seed: int = 0, **settings) -> dict:
@@ -259,7 +284,8 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--foundations", action="store_true", help="pre-train them (tools/tiny_foundations.py)")
     for key, value in FOUNDATION_DEFAULTS.items():
-        p.add_argument("--" + key.replace("_", "-"), type=int, default=value, help=f"with --foundations ({value})")
+        p.add_argument("--" + key.replace("_", "-"), type=type(value), default=value,
+                       help=f"with --foundations ({value})")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.foundations:
@@ -267,11 +293,16 @@ def main(argv=None) -> None:
         print("[make_tiny_pretrained] foundations:", json.dumps(record["figures"]),
               f"({record['wall_s'] / 60:.1f} min)")
         return
+    for stale in (FOUNDATIONS_FILE, STAND_INS_FILE):  # the folder is (becoming) random stand-ins
+        if os.path.isfile(os.path.join(args.out, stale)):
+            os.remove(os.path.join(args.out, stale))
     print("[make_tiny_pretrained] InternVL2.5-format MLLM:", write_internvl(args.out, args.seed))
     print("[make_tiny_pretrained] SAM-2 checkpoint:", write_sam2(args.out, args.seed),
           f"(config: {SAM2_TINY_CONFIG})")
     print("[make_tiny_pretrained] proxy SAM-2 checkpoint:", write_sam2(args.out, args.seed, SAM2_PROXY_CONFIG,
                                                                      SAM2_PROXY_FILE), f"(config: {SAM2_PROXY_CONFIG})")
+    with open(os.path.join(args.out, STAND_INS_FILE), "w") as f:  # last: marks the folder complete
+        json.dump({"kind": "random", "seed": args.seed}, f)
 
 
 if __name__ == "__main__":

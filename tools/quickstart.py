@@ -47,8 +47,7 @@ def prepare(out: str) -> None:
     import make_synthetic_data
     import make_tiny_pretrained
 
-    if not os.path.isfile("pretrained/tiny/sam2_tiny.pt"):
-        make_tiny_pretrained.main(["--out", "pretrained/tiny"])
+    make_tiny_pretrained.ensure_tiny("pretrained/tiny")  # the committed foundations (assets/foundations)
     if not os.path.isfile("data/synthetic/refcoco/instances.json"):
         make_synthetic_data.main(["--out", "data/synthetic"])
     os.makedirs(out, exist_ok=True)

@@ -34,7 +34,7 @@ import math
 import os
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -82,20 +82,57 @@ def position_rows(rng: np.random.Generator, n: int):
     return pts, [(xx - p[0]) ** 2 + (yy - p[1]) ** 2 < r ** 2 for p, r in zip(pts, radii)]
 
 
+def cell_labels(masks: Sequence[np.ndarray], shapes, side: int) -> torch.Tensor:
+    """(side, side, 2) long: the colour and the kind (1-based, 0 = background) of the shape under the centre
+    of each cell of a side x side grid over the image."""
+    from projects.desa2va.datasets.synthetic import COLORS, SHAPES
+
+    stride = SIZE // side
+    lab = np.zeros((SIZE, SIZE, 2), np.int64)
+    for mask, s in zip(masks, shapes):
+        lab[mask] = (list(COLORS).index(s.color) + 1, SHAPES.index(s.kind) + 1)
+    return torch.from_numpy(lab[stride // 2::stride, stride // 2::stride].copy())
+
+
+class SemanticProbe(torch.nn.Module):
+    """A 1 x 1 convolution on the image encoder's lowest-resolution level (what the mask decoder's tokens
+    attend to) classifying each cell's colour and shape (5 classes each, background included): the proxy's
+    stand-in for the semantic pre-training of SAM-2's Hiera (MAE on ImageNet), discarded after training."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, 10, 1)
+
+    def forward(self, feat: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """feat (B, C, e, e), labels (B, e, e, 2) -> {loss_sem_colour, loss_sem_shape}"""
+        lg = self.conv(feat).permute(0, 2, 3, 1)
+        ce = torch.nn.functional.cross_entropy
+        return {"loss_sem_colour": ce(lg[..., :5].reshape(-1, 5), labels[..., 0].reshape(-1)),
+                "loss_sem_shape": ce(lg[..., 5:].reshape(-1, 5), labels[..., 1].reshape(-1))}
+
+
 def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 2,
-                    localisation: int = 0) -> Dict[str, torch.Tensor]:
+                    localisation: int = 0, probe: Optional[SemanticProbe] = None,
+                    probe_weight: float = 1.0) -> Dict[str, torch.Tensor]:
     """One phase-1 step's losses on `batch` fresh scenes, up to `max_objects` random objects of each. With
     `localisation` > 0 (the warm-up) that many `position_rows` per image and the objects prompted by one
-    point with a single output only; else the full recipe (module docstring)."""
-    images, gts, frame = [], [], []
+    point with a single output only; else the full recipe (module docstring). With `probe`, its semantic
+    loss on the same features (times `probe_weight`) keeps the image encoder's features semantic."""
+    images, gts, frame, sem = [], [], [], []
     for b in range(batch):
-        img, masks, _ = random_scene(rng, SIZE)
+        img, masks, shapes = random_scene(rng, SIZE)
         images.append(img)
         keep = rng.permutation(len(masks))[:max_objects]
         gts += [masks[i] for i in keep]
         frame += [b] * len(keep)
+        sem.append((masks, shapes))
     s = m.image_size / SIZE
     fpn = m.image_encoder(sam2_frames(images, m.image_size))["backbone_fpn"]
+    extra: Dict[str, torch.Tensor] = {}
+    if probe is not None:
+        side = fpn[-1].shape[-1]
+        part = probe(fpn[-1], torch.stack([cell_labels(mk, sh, side) for mk, sh in sem]))
+        extra = {k: v * probe_weight for k, v in part.items()}
     frame_t = torch.tensor(frame)
     embed, high = image_embeddings(m, fpn, frame_t)
     gt = torch.from_numpy(np.stack(gts))
@@ -110,6 +147,7 @@ def sam2_image_step(m, rng: np.random.Generator, batch: int, max_objects: int = 
                                torch.ones(len(pts), 1, dtype=torch.int32), multimask=False)
         part = T.prompt_losses(out.low_res, out.iou, out.obj, torch.from_numpy(np.stack(discs)))
         losses.update({k + "_loc": v for k, v in part.items() if k.startswith("loss_")})
+    losses.update(extra)
     chosen = torch.zeros(len(gts), 1, *m.sam_prompt_encoder.mask_input_size)
     groups = ((False, True, np.nonzero(~is_box & multi)[0]), (False, False, np.nonzero(~is_box & ~multi)[0]),
               (True, False, np.nonzero(is_box)[0]))
@@ -185,27 +223,63 @@ def sam2_video_step(m, rng: np.random.Generator, clips: int, frames: int) -> Dic
     return losses
 
 
+def sam2_encoder_step(m, probe: SemanticProbe, rng: np.random.Generator, batch: int) -> Dict[str, torch.Tensor]:
+    """One phase-0 step: the image encoder and the probe on `batch` fresh scenes (`SemanticProbe`)."""
+    images, labels = [], []
+    for _ in range(batch):
+        img, masks, shapes = random_scene(rng, SIZE)
+        images.append(img)
+        labels.append((masks, shapes))
+    fpn = m.image_encoder(sam2_frames(images, m.image_size))["backbone_fpn"]
+    side = fpn[-1].shape[-1]
+    return probe(fpn[-1], torch.stack([cell_labels(mk, sh, side) for mk, sh in labels]))
+
+
 def pretrain_sam2(m, image_iters: int, video_iters: int, seed: int, batch: int = 8, clips: int = 4,
-                  frames: int = 8, lr: float = 1e-3, warmup_frac: float = 0.5) -> Dict[str, float]:
-    """Phase 1 then phase 2 (module docstring) on `m` (a SAM-2 module), in place; returns timings. The first
-    `warmup_frac` of phase 1 is the localisation warm-up (two `position_rows` per image, one-point prompts)."""
+                  frames: int = 8, lr: float = 1e-3, warmup_frac: float = 0.5, encoder_iters: int = 0,
+                  probe_weight: float = 0.0, short_frames: int = 0, short_frac: float = 0.0) -> Dict[str, float]:
+    """Phase 0 (`encoder_iters` steps of the image encoder's semantic pre-training, `SemanticProbe`), phase 1
+    then phase 2 (module docstring) on `m` (a SAM-2 module), in place; returns timings. The first
+    `warmup_frac` of phase 1 is the localisation warm-up (two `position_rows` per image, one-point prompts);
+    with `probe_weight` > 0 the probe's loss stays on during phase 1 (the encoder trains there)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(TRAIN_SEED + seed)
     m.train()
     m.requires_grad_(True)
     step = {"n": 0}
+    probe = SemanticProbe(m.image_encoder.neck.d_model)
+    times = {}
+    if encoder_iters:
+        times["sam2_encoder_s"] = _loop(torch.nn.ModuleList([m.image_encoder, probe]), encoder_iters, lr, 50,
+                                        lambda: sam2_encoder_step(m, probe, rng, batch), "sam2 encoder", 100)
 
     def image_step():
         step["n"] += 1
-        return sam2_image_step(m, rng, batch, localisation=2 if step["n"] <= warmup_frac * image_iters else 0)
-    times = {"sam2_images_s": _loop(m, image_iters, lr, 50, image_step, "sam2 images", 100)}
-    m.image_encoder.requires_grad_(False)
-    times["sam2_clips_s"] = _loop(m, video_iters, lr, 20, lambda: {**sam2_video_step(m, rng, clips, frames),
-                                                                   **sam2_image_step(m, rng, batch // 2)},
-                                  "sam2 clips", 50)
+        return sam2_image_step(m, rng, batch, localisation=2 if step["n"] <= warmup_frac * image_iters else 0,
+                               probe=probe if probe_weight > 0 else None, probe_weight=probe_weight)
+    trained = torch.nn.ModuleList([m, probe]) if probe_weight > 0 else m
+    times["sam2_images_s"] = _loop(trained, image_iters, lr, 50, image_step, "sam2 images", 100)
+    times["sam2_clips_s"] = pretrain_sam2_clips(m, rng, video_iters, batch, clips, frames, lr, short_frames,
+                                                short_frac)
     m.requires_grad_(True)
     m.eval()
     return times
+
+
+def pretrain_sam2_clips(m, rng: np.random.Generator, iters: int, batch: int = 8, clips: int = 4, frames: int = 8,
+                        lr: float = 1e-3, short_frames: int = 0, short_frac: float = 0.0) -> float:
+    """Phase 2 (module docstring), the image encoder frozen; returns seconds. With `short_frames`, the first
+    `short_frac` of the steps track clips of that many frames (as many frames per step: more clips), so the
+    memory first learns to carry the object one or two frames on, before errors compound over 8 frames."""
+    m.image_encoder.requires_grad_(False)
+    step = {"n": 0}
+
+    def clip_step():
+        step["n"] += 1
+        short = short_frames and step["n"] <= short_frac * iters
+        n, t = (clips * frames // short_frames, short_frames) if short else (clips, frames)
+        return {**sam2_video_step(m, rng, n, t), **sam2_image_step(m, rng, batch // 2)}
+    return _loop(m, iters, lr, 20, clip_step, "sam2 clips", 50)
 
 
 def _loop(m, iters: int, lr: float, warmup: int, step, name: str, every: int) -> float:
@@ -332,34 +406,47 @@ def _object_patches(mask: np.ndarray, patch: int) -> torch.Tensor:
     return cover > 0.25 if bool((cover > 0.25).any()) else cover == cover.max()
 
 
-def pretrain_vision(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3) -> Dict[str, float]:
+def pretrain_vision(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3, dense_weight: float = 0.0
+                    ) -> Dict[str, float]:
     """The ViT alone, as InternViT is pre-trained before the MLLM: each object's patch features, max-pooled
-    over the patches its mask covers, classify its shape and its colour (a linear head, then discarded).
-    Trained through the LLM only, the tiny ViT does not learn the shapes (shape answers at chance)."""
+    over the patches its mask covers, classify its shape and its colour (a linear head, then discarded);
+    with `dense_weight` > 0 every patch also classifies the colour and shape under its centre (background
+    a class; a second linear head), so that each visual token, not only the object's pooled feature,
+    says what it shows. Trained through the LLM only, the tiny ViT does not learn the shapes (shape
+    answers at chance)."""
     from projects.desa2va.datasets.synthetic import COLORS, SHAPES
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(TRAIN_SEED + 11 + seed)
     vm = mllm.vision_model
     patch = vm.embeddings.patch_embedding.kernel_size[0]
-    head = torch.nn.Linear(vm.embeddings.patch_embedding.out_channels, len(SHAPES) + len(COLORS))
+    width = vm.embeddings.patch_embedding.out_channels
+    head = torch.nn.Linear(width, len(SHAPES) + len(COLORS))
+    dense = torch.nn.Linear(width, len(COLORS) + len(SHAPES) + 2)
     vm.train()
+    ce = torch.nn.functional.cross_entropy
 
     def step():
-        pixels, regions, labels = [], [], []
+        pixels, regions, labels, cells = [], [], [], []
         for b in range(batch):
             img, masks, shapes = random_scene(rng, SIZE)
             pixels.append(mllm_inputs(mllm.geometry, [img], "image")[0])
+            cells.append(cell_labels(masks, shapes, SIZE // patch).reshape(-1, 2))
             for mask, s in zip(masks, shapes):
                 regions.append((b, _object_patches(mask, patch)))
                 labels.append((SHAPES.index(s.kind), list(COLORS).index(s.color)))
         feats = vm.encoder(vm.embeddings(torch.cat(pixels)))[:, 1:]  # drop CLS
         logits = head(torch.stack([feats[b][r].max(0).values for b, r in regions]))
         y = torch.tensor(labels)
-        return {"loss_shape": torch.nn.functional.cross_entropy(logits[:, :len(SHAPES)], y[:, 0]),
-                "loss_colour": torch.nn.functional.cross_entropy(logits[:, len(SHAPES):], y[:, 1])}
-    # the ViT and the head, one AdamW, warm-up then cosine, clip 1.0: the SAM-2 phases' loop
-    return {"vision_s": _loop(torch.nn.ModuleList([vm, head]), iters, lr, 50, step, "vision", 100)}
+        out = {"loss_shape": ce(logits[:, :len(SHAPES)], y[:, 0]), "loss_colour": ce(logits[:, len(SHAPES):], y[:, 1])}
+        if dense_weight > 0:
+            d, c = dense(feats).flatten(0, 1), torch.cat(cells)  # cell_labels: (colour, kind), 0 = background
+            k = len(COLORS) + 1
+            out.update(loss_dense_colour=dense_weight * ce(d[:, :k], c[:, 0]),
+                       loss_dense_shape=dense_weight * ce(d[:, k:], c[:, 1]))
+        return out
+    # the ViT and the heads, one AdamW, warm-up then cosine, clip 1.0: the SAM-2 phases' loop
+    return {"vision_s": _loop(torch.nn.ModuleList([vm, head, dense]), iters, lr, 50, step, "vision", 100)}
 
 
 def pretrain_mllm(mllm, iters: int, seed: int, batch: int = 16, lr: float = 1e-3, train_vision: bool = True

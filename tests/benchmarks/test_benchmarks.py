@@ -78,22 +78,31 @@ def test_inference_latency_modes_and_objects(workspace, tmp_path):
 def test_ablation_runs_resumes_and_records(workspace, results_md, tmp_path):
     make_synthetic_data.main(["--out", str(workspace / "data" / "synthetic"), "--train-images", "8",
                               "--val-images", "2", "--train-videos", "2", "--val-videos", "1", "--frames", "4"])
-    args = ["--workspace", str(workspace), "--seeds", "0", "--variants", "sa2va", "keyframes_first_2",
+    args = ["--workspace", str(workspace), "--seeds", "0", "1", "--few-seeds", "1",
+            "--variants", "sa2va", "keyframes_first_5", "fusion_mean",
             "--stage1-iters", "2", "--stage2-iters", "2", "--image-limit", "2", "--video-limit", "1",
             "--out", str(tmp_path / "out")]
     res = ablation.main(args)
     table = res["table"]
-    assert list(table) == ["sa2va", "desa2va", "keyframes_first_2"]  # the evaluated model is trained too
+    assert list(table) == ["sa2va", "desa2va", "fusion_mean", "keyframes_first_5"]  # the evaluated model is trained too
+    # main variants on both seeds, the others (and inference variants of them) on the first only
+    assert table["sa2va"]["seeds"] == [0, 1] and table["desa2va"]["seeds"] == [0, 1]
+    assert table["fusion_mean"]["seeds"] == [0] and table["keyframes_first_5"]["seeds"] == [0, 1]
     for name in ("sa2va", "desa2va"):
         for key in ("image_ciou", "video_jf"):
-            assert 0.0 <= table[name][key]["mean"] <= 1.0 and table[name][key]["std"] == 0.0
-    assert "image_ciou" not in table["keyframes_first_2"] and "video_jf" in table["keyframes_first_2"]
+            cell = table[name][key]
+            assert cell["mean"] == pytest.approx(sum(cell["values"]) / 2, abs=1e-4)
+    d = table["sa2va"]["image_ciou"]["diff"]  # paired with DeSa2VA's seeds
+    diffs = [a - b for a, b in zip(table["sa2va"]["image_ciou"]["values"], table["desa2va"]["image_ciou"]["values"])]
+    assert d["seeds"] == [0, 1] and d["mean"] == pytest.approx(sum(diffs) / 2, abs=1e-4)
+    assert table["fusion_mean"]["image_ciou"]["diff"] is None  # one common seed: no interval
+    assert "image_ciou" not in table["keyframes_first_5"] and "video_jf" in table["keyframes_first_5"]
     runs = res["runs"]
     assert runs["sa2va"][0]["image_samples"] == 2 and runs["desa2va"][0]["video_samples"] >= 1
     cfg = json.loads((workspace / "work_dirs/ablation/sa2va/seed0/model/desa2va_config.json").read_text())
     assert (cfg["model"]["stage"], cfg["model"]["decouple"]) == (2, False)
     md = results_md.read_text()
-    assert "| keyframes_first_2 |" in md and "Not yet run." not in md
+    assert "| keyframes_first_5 |" in md and "Not yet run." not in md and "| all shapes |" in md
     assert md.index("<!-- ablation:end -->") < md.index("| old |") < md.index("| ablation |")  # log stays last
     # a second run reuses every finished job
     stamp = os.path.getmtime(workspace / "work_dirs/ablation/sa2va/seed0/result.json")
@@ -102,14 +111,45 @@ def test_ablation_runs_resumes_and_records(workspace, results_md, tmp_path):
     assert os.path.getmtime(workspace / "work_dirs/ablation/sa2va/seed0/result.json") == stamp
 
 
-def test_mean_std_and_overrides_parse():
-    assert ablation.mean_std([0.2, 0.4]) == {"mean": 0.3, "std": pytest.approx(0.1414, abs=1e-4)}
-    from projects.desa2va.evaluation.common import parse_overrides
+def test_paired_difference_interval_by_hand():
+    # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t(0.975, 2) = 4.303 -> half width 4.303 * 0.1 / sqrt(3)
+    got = ablation.paired_difference({0: 0.6, 1: 0.7, 2: 0.9, 7: 1.0}, {0: 0.5, 1: 0.5, 2: 0.6, 3: 0.0})
+    half = 4.303 * 0.1 / 3 ** 0.5
+    assert got["seeds"] == [0, 1, 2] and got["mean"] == pytest.approx(0.2, abs=1e-4)
+    assert (got["low"], got["high"]) == (pytest.approx(0.2 - half, abs=1e-4), pytest.approx(0.2 + half, abs=1e-4))
+    assert ablation.paired_difference({0: 0.6}, {0: 0.5}) is None
 
-    assert parse_overrides(["reprompt_iters=0", "keyframes=first", "align_weight=0.5"]) == \
-        {"reprompt_iters": 0, "keyframes": "first", "align_weight": 0.5}
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        parse_overrides(["reprompt_iters"])
+
+def test_trivial_baseline_is_every_shape(workspace):
+    """The all-shapes baseline recomputed by hand on two images of the synthetic val split."""
+    import numpy as np
+
+    from projects.desa2va.common.masks import decode_segmentation
+    from projects.desa2va.evaluation.metrics import j_and_f
+
+    data = workspace / "data" / "synthetic"
+    make_synthetic_data.main(["--out", str(data), "--train-images", "2", "--val-images", "2", "--train-videos", "1",
+                              "--val-videos", "1", "--frames", "3"])
+    got = ablation.trivial_baseline(str(workspace), 3, 0)
+    import pickle
+    refs = [r for r in pickle.load(open(data / "refcoco" / "refs(unc).p", "rb")) if r["split"] == "val"]
+    coco = json.loads((data / "refcoco" / "instances.json").read_text())
+    masks = {a["id"]: (a["image_id"], decode_segmentation(a["segmentation"], 128, 128)) for a in coco["annotations"]}
+    pairs = [(masks[r["ann_id"]][1], np.any([m for i, m in masks.values() if i == r["image_id"]], 0))
+             for r in refs for _ in r["sentences"]][:3]
+    inter = sum((g & p).sum() for g, p in pairs)
+    union = sum((g | p).sum() for g, p in pairs)
+    assert got["image_samples"] == 3 and got["image_ciou"] == pytest.approx(inter / union, abs=1e-4)
+    assert 0 < got["image_ciou"] < 1  # every shape covers the referred one and more
+    meta = json.loads((data / "mevis" / "valid_u" / "meta_expressions.json").read_text())["videos"]
+    rles = json.loads((data / "mevis" / "valid_u" / "mask_dict.json").read_text())
+    (vid, v), = meta.items()
+
+    def frames(ids):
+        return np.any([[decode_segmentation(m, 128, 128) for m in rles[str(a)]] for a in ids], 0)
+    every = frames([a for e in v["expressions"].values() for a in e["anno_id"]])
+    jf = [sum(j_and_f(list(every), list(frames(e["anno_id"])))) / 2 for e in v["expressions"].values()]
+    assert got["video_samples"] == len(jf) and got["video_jf"] == pytest.approx(np.mean(jf), abs=1e-4)
 
 
 def test_memory_budget_counts_the_4b_run(tmp_path):
@@ -141,7 +181,7 @@ def test_video_memory_runs_each_length_in_its_own_process(workspace, results_md,
     runs = res["runs"]
     assert [r["frames"] for r in runs] == [3, 7]
     for r in runs:
-        assert r["peak_memory_gb"] > 0 and r["frames_per_s"] > 0 and r["sam2_image_size"] == 256
+        assert r["peak_memory_gb"] > 0 and r["frames_per_s"] > 0 and r["sam2_image_size"] == 128  # the tiny config's SAM-2
         assert r["output_masks_mb"] == round(r["frames"] * 48 * 64 / 2 ** 20, 1)
     assert res["peak_ratio_longest_over_shortest"] == round(runs[1]["peak_memory_gb"] / runs[0]["peak_memory_gb"], 3)
     assert results_md.read_text().splitlines()[-1].startswith("| video_memory_desa2va_tiny |")

@@ -99,10 +99,12 @@ def _signature(model):
             sorted(n for n, p in model.named_parameters() if p.requires_grad), model.settings)
 
 
-def test_decouple_false_builds_the_same_model_as_the_sa2va_tiny_config(tiny_mllm_path, tiny_sam2_ckpt):
+def test_decouple_false_builds_the_same_model_as_the_sa2va_tiny_config(tiny_mllm_path, tiny_pretrained):
+    proxy_sam2 = os.path.join(tiny_pretrained, "sam2_tiny_128px.pt")  # the tiny configs' SAM-2 (random here)
+
     def build(name, **options):
         cfg = Config.fromfile(os.path.join(ROOT, "configs", f"{name}.py"), lazy_import=False)
-        cfg.merge_from_dict({"model.mllm.model_path": tiny_mllm_path, "model.grounding.checkpoint": tiny_sam2_ckpt,
+        cfg.merge_from_dict({"model.mllm.model_path": tiny_mllm_path, "model.grounding.checkpoint": proxy_sam2,
                              **options})
         torch.manual_seed(0)
         return build_model(cfg.model.to_dict())

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import referring_batch, two_shapes
+from conftest import collate_samples, prompt_sample, referring_batch, two_shapes
 from projects.desa2va.models.checkpoint_io import CheckpointError
 from projects.desa2va.inference import keyframe_indices, predict, predict_image, predict_video
 from projects.desa2va.models.text_prompts import text_prompt_tokens
@@ -475,3 +475,85 @@ def test_several_questions_on_an_image_share_its_sam2_features(make_model, monke
     assert [len(r["masks"]) for r in joint] == [len(r["masks"]) for r in separate] == [1, 0, 2]
     for a, b in zip(joint, separate):
         assert a["text"] == b["text"] and all(np.array_equal(x, y) for x, y in zip(a["masks"], b["masks"]))
+
+
+def _moving_clip(frames=3, size=128):
+    """A red circle moving right and a blue square moving down over `frames` frames: (images, (2, T, H, W))."""
+    yy, xx = np.mgrid[:size, :size]
+    images, masks = [], []
+    for t in range(frames):
+        img = np.full((size, size, 3), 30, np.uint8)
+        circle = (yy - 40) ** 2 + (xx - 35 - 4 * t) ** 2 <= 18 ** 2
+        square = (yy >= 70 + 4 * t) & (yy < 104 + 4 * t) & (xx >= 70) & (xx < 104)
+        img[circle], img[square] = (220, 30, 30), (30, 30, 220)
+        images.append(img)
+        masks.append(np.stack([circle, square]))
+    return images, np.stack(masks, 1)
+
+
+@pytest.mark.parametrize("arm", ["desa2va", "sa2va"])
+def test_train_with_memory_tracks_as_inference_propagates(make_model, monkeypatch, arm):
+    """METHOD.md 3.4: each object's final output on the first sampled frame seeds SAM-2's memory and the later
+    frames are tracked from it; the tracked logits must be those inference's video propagation gives from
+    the same key output (SAM-2's video predictor, another code path), their loss the final output's, and
+    the gradient must reach the [SEG] projection through the memory."""
+    import projects.desa2va.models.desa2va as D
+    from projects.desa2va.models.grounding.sam2_grounding import DecoderOutput
+    from projects.desa2va.models.objectives import segmentation_losses
+
+    model = make_model(arm, train_with_memory=True, objects_per_sample=3)  # 2 objects repeated to 3 slots
+    images, masks = _moving_clip()
+    s = prompt_sample(model, images, "Please segment the red circle and the blue square.", masks,
+                      answer="Sure, [SEG] and [SEG].")
+    data = collate_samples(model, [s], [["the red circle", "the blue square"]])
+    seen = {}
+    real = D.track_from_key
+
+    def spy(m, backbone, n, t, key_logits, key_ptr, key_score):
+        seen.update(n=n, t=t, key=key_logits.detach().clone(), score=key_score.detach().clone())
+        out = real(m, backbone, n, t, key_logits, key_ptr, key_score)
+        seen["tracked"] = [o.detach().clone() for o in out]
+        seen["rng"] = torch.get_rng_state()  # the loss's point sampling draws from here
+        return out
+    monkeypatch.setattr(D, "track_from_key", spy)
+    model.eval()  # no dropout: the same computation as inference
+    losses = model(data, mode="loss")
+    assert seen["n"] == 2 and seen["t"] == 3  # each object once, frames 1 and 2 tracked from frame 0
+    # the memory term: 2 BCE + 0.5 Dice of the tracked logits times the final output's branch weight
+    w = model.head.branch_weights["fused" if arm == "desa2va" else "mask"]
+    tracked = torch.stack(seen["tracked"], 1).flatten(0, 1)
+    gt = torch.as_tensor(masks[:, 1:]).reshape(4, 1, 128, 128)  # object-major: (circle, square) x frames 1, 2
+    torch.set_rng_state(seen["rng"])
+    expect = segmentation_losses({"memory": tracked}, {"memory": w}, [gt], model.weights, model.points)
+    for k in ("loss_memory_bce", "loss_memory_dice"):
+        torch.testing.assert_close(losses[k].detach(), expect[k], atol=1e-6, rtol=1e-5)
+    # the head's own key output (fused / mask logits on frame 0 of each object)
+    with torch.no_grad():
+        out = model.mllm(data["input_ids"], attention_mask=data["attention_mask"], pixel_values=data["pixel_values"],
+                         num_tiles=data["num_tiles"])
+        feats = model.grounding.encode_frames(data["sam_images"][0])
+        head = model.head(model.grounding, feats, out.seg_hidden, torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(seen["key"], head.mask, atol=1e-5, rtol=1e-5)
+    # inference: the same key outputs seeded into SAM-2's video predictor, propagated forward
+    keys = {j: {0: DecoderOutput(head.mask[j:j + 1], head.decoded.iou_pred[j:j + 1],
+                                 head.decoded.object_score_logits[j:j + 1], head.decoded.mask_token[j:j + 1])}
+            for j in range(2)}
+    size = tuple(head.mask.shape[-2:])
+    got = {f: logits for f, _, logits in model.grounding.propagate_iter(data["sam_images"][0], size, keys)}
+    for f in (1, 2):
+        torch.testing.assert_close(seen["tracked"][f - 1][:, 0], got[f], atol=1e-4, rtol=1e-4)
+    # gradient through the memory alone reaches the projection of [SEG]
+    model.zero_grad()
+    (losses["loss_memory_bce"] + losses["loss_memory_dice"]).backward()
+    proj = model.head.decoupler.vision_proj if arm == "desa2va" else model.head.seg_proj
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in proj.parameters())
+
+
+def test_train_with_memory_off_adds_no_term_and_images_add_none(make_model):
+    model = make_model("desa2va")
+    images, masks = _moving_clip()
+    s = prompt_sample(model, images, "Please segment the red circle.", masks[:1])
+    data = collate_samples(model, [s], [["the red circle"]])
+    assert not any("memory" in k for k in model(data, mode="loss"))
+    model = make_model("desa2va", train_with_memory=True)
+    assert not any("memory" in k for k in model(_data(model), mode="loss"))  # one-frame samples: nothing to track

@@ -132,3 +132,63 @@ def test_vision_pre_training_trains_the_vit_alone_then_questions_keep_it(tmp_pat
     TF.pretrain_mllm(mllm, 2, 0, batch=2, train_vision=False)
     assert changed(after_vision, parts()) == {"mlp1", "language_model"}
     assert all(p.requires_grad for p in mllm.vision_model.parameters())
+
+
+def test_cell_labels_name_the_shape_under_each_cell_centre():
+    a, b = np.zeros((128, 128), bool), np.zeros((128, 128), bool)
+    a[0:20, 0:20] = True      # covers the centre (8, 8) of cell (0, 0) at 16 px cells
+    b[100:128, 60:80] = True  # covers the centres (y 104 / 120, x 72) of cells (6, 4) and (7, 4)
+    lab = TF.cell_labels([a, b], [Shape("star", "yellow", 0, 0, 1), Shape("square", "green", 0, 0, 1)], 8)
+    assert lab.shape == (8, 8, 2)
+    assert lab[0, 0].tolist() == [4, 4]  # yellow is the 4th colour, star the 4th shape (1-based)
+    assert lab[6, 4].tolist() == lab[7, 4].tolist() == [2, 2]
+    assert int((lab.sum(-1) > 0).sum()) == 3  # every other cell is background
+
+
+def test_sam2_encoder_pre_training_trains_the_image_encoder_alone():
+    from projects.desa2va.models.grounding import SAM2Grounding
+
+    torch.manual_seed(0)
+    m = SAM2Grounding(M.SAM2_PROXY_CONFIG, None).sam2_model
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    TF.pretrain_sam2(m, 0, 0, 0, batch=2, encoder_iters=2)
+    changed = {k.split(".")[0] for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"image_encoder"}
+    probe = TF.SemanticProbe(m.image_encoder.neck.d_model)
+    losses = TF.sam2_image_step(m, np.random.default_rng(0), 2, probe=probe, probe_weight=0.5)
+    assert {"loss_sem_colour", "loss_sem_shape"} <= set(losses)
+    plain = TF.sam2_image_step(m, np.random.default_rng(0), 2)
+    assert not any(k.startswith("loss_sem") for k in plain)
+
+
+def test_ensure_tiny_installs_the_committed_foundations_and_keeps_random_stand_ins(short_foundations, tmp_path,
+                                                                                   monkeypatch):
+    out, record = short_foundations
+    monkeypatch.setattr(M, "ASSETS", out)
+    empty = str(tmp_path / "empty")
+    assert M.ensure_tiny(empty) == record == M.read_record(empty)
+    random_dir = str(tmp_path / "random")
+    M.main(["--out", random_dir])  # written on purpose (stand_ins.json): kept
+    assert M.ensure_tiny(random_dir) is None and M.read_record(random_dir) is None
+    os.remove(os.path.join(random_dir, M.STAND_INS_FILE))  # an older checkout's unmarked random folder: replaced
+    assert M.ensure_tiny(random_dir) == record
+    assert not os.path.exists(os.path.join(random_dir, M.STAND_INS_FILE))
+    monkeypatch.setattr(M, "ASSETS", str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError, match="restore them from git"):
+        M.ensure_tiny(empty)
+
+
+def test_committed_foundations_load_strictly_and_do_what_they_claim():
+    """assets/foundations (what the quickstart starts from) through the loaders of real checkpoints, and
+    their recorded targets on fresh held-out scenes (a smaller sample than the recorded figures)."""
+    from projects.desa2va.models.grounding.sam2_grounding import SAM2Grounding
+    from projects.desa2va.models.mllm import InternVLMLLM
+
+    record = M.read_record(M.ASSETS)
+    assert record is not None and set(record["figures"]) >= {"iou_point_uniform", "propagation_jf", "qa_colour"}
+    grounding = SAM2Grounding(M.SAM2_PROXY_CONFIG, os.path.join(M.ASSETS, M.SAM2_PROXY_FILE))  # strict
+    got = TF.evaluate_sam2(grounding, num_images=12, num_clips=4, seed=7)
+    assert got["iou_point_uniform"] >= 0.8 and got["iou_reprompt"] >= got["iou_point_uniform"] - 0.02
+    assert got["propagation_jf"] >= 0.8
+    mllm = InternVLMLLM(os.path.join(M.ASSETS, M.MLLM_DIR))  # strict
+    assert TF.evaluate_mllm(mllm, num_images=20, seed=7)["qa_shape"] >= 0.8

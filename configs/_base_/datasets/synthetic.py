@@ -1,5 +1,6 @@
 # The built-in synthetic benchmark (python tools/make_synthetic_data.py --out data/synthetic), in the
-# RefCOCO and MeViS formats, for the tiny CPU configs: two image batches per video batch.
+# RefCOCO and MeViS formats, for the tiny CPU configs: 1000 image items (500 images, twice) and 59 videos, about
+# one video batch in 17.
 data = "data/synthetic"
 train_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
@@ -8,5 +9,5 @@ train_dataloader = dict(
         dict(type="RefCOCODataset", data_root=data + "/refcoco", image_folder=data + "/refcoco/images", split="train",
              max_objects=2),
         dict(type="RefVOSDataset", data_root=data + "/mevis/train", num_frames=3, max_objects=2),
-    ], common=dict(model_path="pretrained/tiny/InternVL2_5-tiny", sam_size=256, system=None, max_length=2048)),
+    ], common=dict(model_path="pretrained/tiny/InternVL2_5-tiny", sam_size=128, system=None, max_length=2048)),
 )

@@ -37,7 +37,8 @@ POINTS = dict(num_points=12544, oversample_ratio=3.0, importance_ratio=0.75,    
 STAGE2 = dict(lm_weight=1.0, bce_weight=2.0, dice_weight=0.5,                          # 1: LM + 2 BCE + 0.5 Dice
               max_new_tokens=64, system_prompt=INTERNVL2_5_SYSTEM, chat_template="internvl2_5", max_tiles=None,
               reprompt_iters=None, keyframes=None, num_keyframes=None, postprocess=None,  # None: the arm's, below
-              objects_per_sample=None)  # None: every object once (3.4); Sa2VA: 5 (repeated or cut, REFERENCE.md 6)
+              objects_per_sample=None,  # None: every object once (3.4); Sa2VA: 5 (repeated or cut, REFERENCE.md 6)
+              train_with_memory=False)  # 3.4: video samples' later frames tracked through SAM-2's memory, supervised
 TEXT_BRANCH = dict(num_text_points=3,                                                  # 3.1: K, D_txt's token layout
                    text_cache_size=4096)  # e(t) cache (LRU): 4096 x d x 4 bytes = 15 MB (1B), 42 MB (4B)
 STAGE1 = dict(point_drop_prob=0.5, focal_weight=20.0, pretrain_dice_weight=1.0, iou_weight=1.0)  # 3.1

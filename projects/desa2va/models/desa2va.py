@@ -29,6 +29,7 @@ from ..common import special_tokens as st
 from .checkpoint_io import STAGE1_PREFIXES, write_model_folder
 from .objectives import (LossWeights, PointSampling, alignment_loss, orthogonality_loss, segmentation_losses,
                          stage1_losses)
+from .grounding.sam_training import track_from_key
 from .precision import autocast, resolve_precision
 from .text_prompts import RealTextEncoder, sample_positive_points
 
@@ -53,6 +54,7 @@ class DeSa2VAModel(BaseModel):
         self.num_keyframes, self.max_new_tokens = s.get("num_keyframes"), s.get("max_new_tokens")
         self.system_prompt, self.chat_template = s.get("system_prompt"), s.get("chat_template")
         self.postprocess = s.get("postprocess")
+        self.train_with_memory = bool(s.get("train_with_memory"))
         self.max_tiles = s.get("max_tiles") or int(mllm.config.get("max_dynamic_patch", 12))
         self.precision = resolve_precision(s.get("precision", "auto"))  # weights stored by builder.apply_precision
         self.text_encoder = RealTextEncoder(s.get("text_cache_size") or 4096)
@@ -130,9 +132,10 @@ class DeSa2VAModel(BaseModel):
 
     def _object_rows(self, data, samples: Sequence[int], seg_offsets: Sequence[int], fixed: bool = False):
         """For the listed samples: per (object, frame) the [SEG]/object row and the frame row, the
-        targets grouped by sample (N_b, 1, H_b, W_b), and the frames. `fixed`: the objects of
+        targets grouped by sample (N_b, 1, H_b, W_b), the frames, and per sample (sample, its objects,
+        its first frame row, its number of frames). `fixed`: the objects of
         `_objects_of` (stage 2's mask loss) instead of each object once."""
-        rows, frame_rows, targets, frames = [], [], [], []
+        rows, frame_rows, targets, frames, layout = [], [], [], [], []
         f0 = 0
         for b in samples:
             m = data["masks"][b]
@@ -142,6 +145,7 @@ class DeSa2VAModel(BaseModel):
                 raise ValueError(f"sample {self._sid(data, b)}: masks have {t} frame(s) but sam_images "
                                  f"{0 if imgs is None else imgs.shape[0]}")
             objs = self._objects_of(n_obj) if fixed else list(range(n_obj))
+            layout.append((b, objs, f0, t))
             for j in objs:
                 rows += [seg_offsets[b] + j] * t
                 frame_rows += list(range(f0, f0 + t))
@@ -150,7 +154,8 @@ class DeSa2VAModel(BaseModel):
             targets.append(picked.reshape(len(objs) * t, 1, *m.shape[2:]))
             frames.append(imgs)
         dev = self.device
-        return (torch.tensor(rows, device=dev), torch.tensor(frame_rows, device=dev), targets, torch.cat(frames))
+        return (torch.tensor(rows, device=dev), torch.tensor(frame_rows, device=dev), targets, torch.cat(frames),
+                layout)
 
     def encode(self, frames: torch.Tensor):
         """SAM-2 frame features, with gradient only when the image encoder trains."""
@@ -178,13 +183,15 @@ class DeSa2VAModel(BaseModel):
         if not samples:
             losses["loss_mask"] = zero
             return losses
-        rows, frame_rows, targets, frames = self._object_rows(data, samples, offsets, fixed=True)
+        rows, frame_rows, targets, frames, layout = self._object_rows(data, samples, offsets, fixed=True)
         feats = self.encode(frames)
         h = out.seg_hidden
         head = self.head(self.grounding, feats, h, frame_rows, rows)
         seg = segmentation_losses(head.logits, self.head.branch_weights, targets, w, self.points)
         seg[f"loss_{head.final}_bce"] = seg[f"loss_{head.final}_bce"] + zero
         losses.update(seg)
+        if self.train_with_memory:
+            losses.update(self._memory_losses(data, layout, head, feats))
         if not self.decouple:
             return losses
         z_t, z_v = head.objects_z_txt, head.objects_z_vis  # per object
@@ -198,6 +205,33 @@ class DeSa2VAModel(BaseModel):
         if w.orth > 0:
             losses["loss_orth"] = w.orth * orthogonality_loss(z_t, z_v)
         return losses
+
+    def _memory_losses(self, data: Dict[str, Any], layout, head, feats) -> Dict[str, torch.Tensor]:
+        """`train_with_memory` (METHOD.md 3.4): on each video sample, every object's final output on its
+        first sampled frame seeds SAM-2's memory as a key frame does at inference (logits, the object
+        pointer of its decoder's mask token, its object score); the later frames are tracked through the
+        memory by SAM-2's own decoder and their masks supervised like the final output (2 BCE + 0.5 Dice,
+        its branch weight), the gradient reaching the key output and the [SEG] state through the memory."""
+        m, dec = self.grounding.sam2_model, self.grounding.sam2_model.sam_mask_decoder
+        logits, targets, pair = [], [], 0
+        for b, objs, f0, t in layout:  # (sample, its objects, its first frame row, its frames)
+            first = sorted({j: i for i, j in reversed(list(enumerate(objs)))}.items())  # (object, its first slot)
+            if t > 1:
+                keys = torch.tensor([pair + i * t for _, i in first], device=self.device)
+                rows = (torch.arange(t, device=self.device) + f0).repeat(len(first))  # clip-major
+                backbone = {"backbone_fpn": [dec.conv_s0(feats.fpn[0][rows]), dec.conv_s1(feats.fpn[1][rows]),
+                                             feats.fpn[2][rows]], "vision_pos_enc": [p[rows] for p in feats.pos]}
+                score = head.decoded.object_score_logits[keys]
+                tracked = track_from_key(m, backbone, len(first), t, head.mask[keys],
+                                         m.object_pointer(head.decoded.mask_token[keys], score), score)
+                logits.append(torch.stack(tracked, 1).flatten(0, 1))  # (objects x (t - 1), 1, h, w)
+                gt = data["masks"][b][[j for j, _ in first]][:, 1:]
+                targets.append(gt.reshape(-1, 1, *gt.shape[2:]))
+            pair += len(objs) * t
+        if not logits:
+            return {}
+        weights = {"memory": self.head.branch_weights[head.final]}
+        return segmentation_losses({"memory": torch.cat(logits)}, weights, targets, self.weights, self.points)
 
     # ------------------------------------------------------------------ stage 1
     def _stage1_loss(self, data: Dict[str, Any]) -> Dict[str, torch.Tensor]:
@@ -216,7 +250,7 @@ class DeSa2VAModel(BaseModel):
                 raise ValueError(f"sample {self._sid(data, b)}: text pre-training needs one text per object, "
                                  f"got {len(tb)} for {n_obj[b]} object(s)")
             texts += list(tb)
-        rows, frame_rows, targets, frames = self._object_rows(data, samples, offsets)
+        rows, frame_rows, targets, frames, _ = self._object_rows(data, samples, offsets)
         feats = self.encode(frames)
         head = self.head
         r = head.real_text_proj(self.text_embeddings(texts))[rows]

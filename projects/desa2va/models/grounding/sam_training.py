@@ -125,6 +125,22 @@ def _frame_features(sam2_model, backbone_out: dict, rows: torch.Tensor) -> tuple
     return feats, pos, sizes
 
 
+def _track_frame(m, backbone_out: dict, num_clips: int, num_frames: int, t: int, output_dict: dict,
+                 is_init: bool, point_inputs=None, mask_inputs=None) -> tuple:
+    """Frame `t` of every clip through SAM-2's `_track_step` (memory-conditioned unless it is a conditioning
+    frame), its memory encoded from the predicted mask and stored in `output_dict`; returns SAM-2's outputs."""
+    rows = torch.arange(num_clips, device=backbone_out["backbone_fpn"][0].device) * num_frames + t
+    feats, pos, sizes = _frame_features(m, backbone_out, rows)
+    current, sam_out, _, _ = m._track_step(t, is_init, feats, pos, sizes, point_inputs, mask_inputs, output_dict,
+                                           num_frames, False, None)
+    _, _, _, low, high, obj_ptr, obj_score = sam_out
+    current.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=obj_ptr)
+    m._encode_memory_in_output(feats, sizes, point_inputs, True, high, obj_score, current)
+    cond = point_inputs is not None or mask_inputs is not None
+    output_dict["cond_frame_outputs" if cond else "non_cond_frame_outputs"][t] = current
+    return sam_out
+
+
 def track_clip(sam2_model, backbone_out: dict, num_clips: int, num_frames: int,
                cond_masks: Optional[torch.Tensor] = None, cond_points: Optional[Dict[str, torch.Tensor]] = None,
                cond_frames=(0,)) -> List[dict]:
@@ -137,15 +153,11 @@ def track_clip(sam2_model, backbone_out: dict, num_clips: int, num_frames: int,
     Every other frame, in time order, is tracked through the memory bank. Returns per frame
     {"low_res_multimasks" (B, k, h, w), "ious" (B, k), "object_score_logits" (B, 1), "conditioning": bool}.
     """
-    m = sam2_model
     output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-    device = backbone_out["backbone_fpn"][0].device
     outs = []
     cond = sorted(cond_frames)
     order = cond[:1] + [t for t in range(num_frames) if t != cond[0]]
     for t in order:
-        rows = torch.arange(num_clips, device=device) * num_frames + t
-        feats, pos, sizes = _frame_features(m, backbone_out, rows)
         is_cond = t in cond
         point_inputs = mask_inputs = None
         if is_cond and cond_masks is not None:
@@ -154,12 +166,28 @@ def track_clip(sam2_model, backbone_out: dict, num_clips: int, num_frames: int,
             if t != cond[0] or cond_points is None:
                 raise ValueError("cond_points condition frame cond_frames[0] only; give cond_masks for more")
             point_inputs = cond_points
-        current, sam_out, _, _ = m._track_step(t, t == cond[0], feats, pos, sizes, point_inputs, mask_inputs,
-                                               output_dict, num_frames, False, None)
-        low_multi, _, ious, low, high, obj_ptr, obj_score = sam_out
-        current.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=obj_ptr)
-        m._encode_memory_in_output(feats, sizes, point_inputs, True, high, obj_score, current)
-        output_dict["cond_frame_outputs" if is_cond else "non_cond_frame_outputs"][t] = current
+        low_multi, _, ious, _, _, _, obj_score = _track_frame(sam2_model, backbone_out, num_clips, num_frames, t,
+                                                              output_dict, t == cond[0], point_inputs, mask_inputs)
         outs.append({"frame": t, "low_res_multimasks": low_multi, "ious": ious, "object_score_logits": obj_score,
                      "conditioning": is_cond and mask_inputs is not None})
     return sorted(outs, key=lambda o: o["frame"])
+
+
+def track_from_key(sam2_model, backbone_out: dict, num_clips: int, num_frames: int, key_logits: torch.Tensor,
+                   key_obj_ptr: torch.Tensor, key_score: torch.Tensor) -> List[torch.Tensor]:
+    """Frames 1..T-1 of each clip tracked through SAM-2's memory from a decoder output on frame 0, seeded as
+    inference seeds a key frame (`VideoMemory._seed`): its low-res logits `key_logits` (B, 1, h, w) as the
+    frame's output, whose memory SAM-2's encoder computes from their upsampling to the input size, the object
+    pointer `key_obj_ptr` (B, C) and score `key_score` (B, 1). Differentiable into the key output (the memory
+    modules' weights may be frozen). Returns the low-res logits SAM-2 outputs on frames 1..T-1, each (B, 1, h, w)
+    (its best-IoU choice among the multimask outputs, as in inference)."""
+    m = sam2_model
+    rows = torch.arange(num_clips, device=key_logits.device) * num_frames
+    feats, _, sizes = _frame_features(m, backbone_out, rows)
+    high = F.interpolate(key_logits.float(), size=(m.image_size, m.image_size), mode="bilinear", align_corners=False)
+    key = {"point_inputs": None, "mask_inputs": None, "pred_masks": key_logits, "pred_masks_high_res": high,
+           "obj_ptr": key_obj_ptr}
+    m._encode_memory_in_output(feats, sizes, None, True, high, key_score, key)
+    output_dict = {"cond_frame_outputs": {0: key}, "non_cond_frame_outputs": {}}
+    return [_track_frame(m, backbone_out, num_clips, num_frames, t, output_dict, False)[3]
+            for t in range(1, num_frames)]
