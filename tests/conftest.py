@@ -85,7 +85,7 @@ def tiny_model_cfg(tiny_mllm_path, tiny_sam2_ckpt, arm="desa2va", lora=None, gro
     mllm = dict(model_path=tiny_mllm_path)
     if lora:
         mllm["lora"] = lora
-    grounding = dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt, **(grounding_overrides or {}))
+    grounding = {**dict(model_config="sam2_tiny.yaml", checkpoint=tiny_sam2_ckpt), **(grounding_overrides or {})}
     return dict(ARMS[arm], mllm=mllm, grounding=grounding, **kwargs)
 
 

@@ -241,7 +241,7 @@ def test_objects_per_sample_repeats_or_cuts_to_exactly_five(make_model, monkeypa
     model(data, mode="loss")
     assert seen == [([10], [5, 5])]
     # the targets follow the repeated objects: sample 0's rows are objects 0, 1, 0, 1, 0
-    rows, _, targets, _ = model._object_rows(data, [0], [0], fixed=True)
+    rows, _, targets, *_ = model._object_rows(data, [0], [0], fixed=True)
     assert rows.tolist() == [0, 1, 0, 1, 0]
     assert torch.equal(targets[0][:, 0], data["masks"][0][[0, 1, 0, 1, 0], 0])
     with pytest.raises(ValueError, match="objects_per_sample must be None or a positive int"):

@@ -9,6 +9,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import make_synthetic_data  # noqa: E402
+import make_tiny_pretrained  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,15 @@ def run_dir(tmp_path_factory, tiny_pretrained):
     return run
 
 
+def _proxy_stage1(make_model, run, name, seed=0):
+    """A stage-1 checkpoint of the tiny config's SAM-2 (the 128 px proxy's), the teacher of the alignment term."""
+    ckpt = os.path.join(str(run), "pretrained", "tiny", make_tiny_pretrained.SAM2_PROXY_FILE)
+    path = str(run / name)
+    make_model("text_pretrain", seed=seed, grounding_overrides=dict(
+        model_config=make_tiny_pretrained.SAM2_PROXY_CONFIG, checkpoint=ckpt)).save_stage1(path)
+    return path
+
+
 def _train(run, *extra):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="2")
     return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"),
@@ -29,7 +39,7 @@ def _train(run, *extra):
 
 
 def test_tiny_config_trains_and_checkpoints(run_dir, make_model):
-    make_model("text_pretrain").save_stage1(str(run_dir / "stage1.pth"))  # the teacher of the alignment term
+    _proxy_stage1(make_model, run_dir, "stage1.pth")
     out = _train(run_dir, "--work-dir", "wd", "--cfg-options", "train_cfg.max_iters=2",
                  "train_dataloader.batch_size=2", "train_dataloader.sampler.batch_size=2",
                  "default_hooks.logger.interval=1", "default_hooks.checkpoint.interval=2",
@@ -68,8 +78,7 @@ def test_exported_folder_holds_the_trained_weights(run_dir, monkeypatch, make_mo
     from projects.desa2va.inference import predict
     from projects.desa2va.models.builder import load_pretrained
 
-    stage1 = run_dir / "stage1_export.pth"
-    make_model("text_pretrain", seed=3).save_stage1(str(stage1))
+    stage1 = _proxy_stage1(make_model, run_dir, "stage1_export.pth", seed=3)
     out = _train(run_dir, "--work-dir", "long", "--cfg-options", "train_cfg.max_iters=4", "train_dataloader.batch_size=2",
                  "train_dataloader.sampler.batch_size=2", "default_hooks.checkpoint.interval=4",
                  "optim_wrapper.optimizer.lr=0.003", "param_scheduler.0.start_factor=1.0", "param_scheduler.0.end=1",
@@ -91,7 +100,8 @@ def test_exported_folder_holds_the_trained_weights(run_dir, monkeypatch, make_mo
     assert torch.equal(sd["head.real_text_proj.proj.weight"], w_rt)
     assert not torch.equal(sd0["head.real_text_proj.proj.weight"], w_rt)
     trained = convert_to_hf.load_trained_model(config, str(ckpt))
-    feats = trained.grounding.encode_frames(torch.randn(1, 3, 256, 256))
+    size = trained.grounding.image_size
+    feats = trained.grounding.encode_frames(torch.randn(1, 3, size, size))
     h = torch.randn(2, trained.mllm.hidden_size)
     with torch.no_grad():
         a = trained.decode_objects(feats, h, torch.zeros(2, dtype=torch.long)) > 0
