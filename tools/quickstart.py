@@ -86,7 +86,7 @@ def schedule_options(iters: int) -> list:
 
 
 def train(config: str, work_dir: str, iters, *options) -> None:
-    cfg = ["--cfg-options", f"default_hooks.logger.interval={10}"] + list(options)
+    cfg = ["--cfg-options", "default_hooks.logger.interval=50"] + list(options)
     if iters:
         cfg += schedule_options(iters)
     run(["bash", os.path.join(ROOT, "tools/dist.sh"), "train", config, "1", "--work-dir", work_dir] + cfg,
