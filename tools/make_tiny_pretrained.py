@@ -2,7 +2,8 @@
 (`--foundations`: what the CPU proxy starts from, see tools/tiny_foundations.py).
 
     python tools/make_tiny_pretrained.py --out pretrained/tiny [--seed 0]                 # random (tests)
-    python tools/make_tiny_pretrained.py --out pretrained/tiny --foundations              # pre-trained
+    python tools/make_tiny_pretrained.py --out pretrained/tiny --install                  # the committed ones
+    python tools/make_tiny_pretrained.py --out assets/foundations --foundations           # pre-train (~24 min)
 
 writes
   <out>/InternVL2_5-tiny/   config.json (InternVL2.5 schema; ViT patch 16, or 8 with --foundations),
@@ -283,11 +284,19 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="pretrained/tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--foundations", action="store_true", help="pre-train them (tools/tiny_foundations.py)")
+    p.add_argument("--install", action="store_true",
+                   help=f"copy the committed foundations ({ASSETS}) into --out, over random stand-ins too")
     for key, value in FOUNDATION_DEFAULTS.items():
         p.add_argument("--" + key.replace("_", "-"), type=type(value), default=value,
                        help=f"with --foundations ({value})")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.install:
+        if args.foundations:
+            p.error("--install copies the committed foundations; --foundations builds them: give one")
+        record = install_foundations(ASSETS, args.out)
+        print("[make_tiny_pretrained] foundations in", args.out, json.dumps(record["figures"]))
+        return
     if args.foundations:
         record = ensure_foundations(args.out, args.seed, **{k: getattr(args, k) for k in FOUNDATION_DEFAULTS})
         print("[make_tiny_pretrained] foundations:", json.dumps(record["figures"]),

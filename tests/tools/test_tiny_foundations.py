@@ -173,6 +173,11 @@ def test_ensure_tiny_installs_the_committed_foundations_and_keeps_random_stand_i
     os.remove(os.path.join(random_dir, M.STAND_INS_FILE))  # an older checkout's unmarked random folder: replaced
     assert M.ensure_tiny(random_dir) == record
     assert not os.path.exists(os.path.join(random_dir, M.STAND_INS_FILE))
+    M.main(["--out", random_dir])  # the CLI's --install replaces stand-ins written on purpose too
+    M.main(["--out", random_dir, "--install"])
+    assert M.read_record(random_dir) == record and not os.path.exists(os.path.join(random_dir, M.STAND_INS_FILE))
+    with pytest.raises(SystemExit):
+        M.main(["--out", random_dir, "--install", "--foundations"])
     monkeypatch.setattr(M, "ASSETS", str(tmp_path / "nothing"))
     with pytest.raises(FileNotFoundError, match="restore them from git"):
         M.ensure_tiny(empty)

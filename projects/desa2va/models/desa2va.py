@@ -257,7 +257,7 @@ class DeSa2VAModel(BaseModel):
         size, k = self.grounding.image_size, head.num_text_points
         gt = [m for t in targets for m in t[:, 0]]
         points, has = torch.zeros(len(gt), k, 2), torch.zeros(len(gt), dtype=torch.bool)
-        for i, m in enumerate(gt):
+        for i, m in enumerate(gt if self.point_drop_prob < 1 else []):  # at 1 every row is text-only
             p = sample_positive_points(m, k)
             if p is not None:
                 points[i] = p * torch.tensor([size / m.shape[1], size / m.shape[0]])
