@@ -363,7 +363,8 @@ def main(argv=None) -> Dict[str, Any]:
     p.add_argument("--few-seeds", type=int, default=3, help="how many of the seeds the non-main variants run")
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--stage1-iters", type=int, default=0, help="stage-1 iterations (0: the config's schedule)")
-    p.add_argument("--stage2-iters", type=int, default=600)
+    p.add_argument("--stage2-iters", type=int, default=400,
+                   help="stage-2 iterations per arm (400: the whole run fits ~3 h of 2 CPU cores)")
     p.add_argument("--train-options", nargs="+", default=None, metavar="KEY=VALUE",
                    help="more stage-2 --cfg-options for every variant (e.g. train_dataloader.batch_size=4)")
     p.add_argument("--image-limit", type=int, default=300, help="first N val sentences")

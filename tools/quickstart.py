@@ -1,8 +1,8 @@
-"""The whole pipeline on the CPU, on the embedded default (tiny stand-ins + the synthetic benchmark):
+"""The whole pipeline on the CPU, on the embedded default (the tiny foundations + the synthetic benchmark):
 
     bash tools/quickstart.sh            # sets up the venv, then runs this file
 
-1. writes `pretrained/tiny` and `data/synthetic` when missing;
+1. installs the committed tiny foundations into `pretrained/tiny` and writes `data/synthetic` when missing;
 2. exports the untrained stage-2 model and evaluates it (the "before" figures);
 3. stage 1 (`configs/desa2va_text_pretrain_tiny.py`) then stage 2 (`configs/desa2va_tiny.py`, pointed at
    stage 1) through `tools/dist.sh` with one process;
