@@ -4,7 +4,7 @@
 #
 #   bash tools/quickstart.sh [tools/quickstart.py options]
 #
-# About 18 minutes on 2 cores, plus the venv (see README). Arguments go to tools/quickstart.py.
+# About 15 minutes on 2 cores, plus the venv (see README). Arguments go to tools/quickstart.py.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
