@@ -162,7 +162,7 @@ def trivial_baseline(workspace: str, image_limit: int, video_limit: int) -> Dict
     from projects.desa2va.common.masks import decode_segmentation
     from projects.desa2va.datasets.mevis_revos import read_mask_file
     from projects.desa2va.datasets.refcoco import RefCOCODataset
-    from projects.desa2va.evaluation.metrics import j_and_f
+    from projects.desa2va.evaluation.metrics import ciou_giou, j_and_f
 
     data = os.path.join(workspace, "data/synthetic")
     ds = RefCOCODataset(data_root=os.path.join(data, "refcoco"), image_folder=os.path.join(data, "refcoco/images"),
@@ -174,14 +174,9 @@ def trivial_baseline(workspace: str, image_limit: int, video_limit: int) -> Dict
     anns: Dict[int, list] = {}
     for a in coco["annotations"]:
         anns.setdefault(a["image_id"], []).append(a["segmentation"])
-    inter_sum = union_sum = 0
-    ious = []
-    for i, r in enumerate(ds.references()[:image_limit]):
-        gt = ds.ground_truth(i)
-        pred = np.any([decode_segmentation(seg, *size[r["image_id"]]) for seg in anns[r["image_id"]]], 0)
-        inter, uni = int((pred & gt).sum()), int((pred | gt).sum())
-        inter_sum, union_sum = inter_sum + inter, union_sum + uni
-        ious.append(inter / uni if uni else 1.0)
+    refs = ds.references()[:image_limit]
+    image = ciou_giou([np.any([decode_segmentation(seg, *size[r["image_id"]]) for seg in anns[r["image_id"]]], 0)
+                       for r in refs], [ds.ground_truth(i) for i in range(len(refs))])
     root = os.path.join(data, "mevis/valid_u")
     with open(os.path.join(root, "meta_expressions.json")) as f:
         videos = json.load(f)["videos"]
@@ -196,8 +191,8 @@ def trivial_baseline(workspace: str, image_limit: int, video_limit: int) -> Dict
         for e in exps:
             j, f = j_and_f(list(every), list(frames_of(e["anno_id"])))
             jf.append((j + f) / 2)
-    return {"image_ciou": round(inter_sum / union_sum, 4), "image_giou": round(float(np.mean(ious)), 4),
-            "video_jf": round(float(np.mean(jf)), 4), "image_samples": len(ious), "video_samples": len(jf)}
+    return {"image_ciou": round(image["ciou"], 4), "image_giou": round(image["giou"], 4),
+            "video_jf": round(float(np.mean(jf)), 4), "image_samples": len(refs), "video_samples": len(jf)}
 
 
 def run_job(a) -> None:
