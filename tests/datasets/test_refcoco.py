@@ -109,14 +109,16 @@ def test_eval_items_per_sentence_with_compressed_rle(refcoco, tiny_mllm_path):
         assert np.array_equal(raw.masks[0, 0], refcoco["ring"]) and raw.object_texts == [refs[i]["sentence"]]
 
 
-def test_missing_image_is_skipped_counted_and_replaced_by_another(refcoco, tiny_mllm_path, tmp_path):
+def test_missing_image_is_skipped_and_counted_never_replaced(refcoco, tiny_mllm_path, tmp_path):
     import os
 
     ds = _ds(refcoco, tiny_mllm_path, split="val", mode="eval")
     os.remove(os.path.join(refcoco["images"], "COCO_train2014_000000000002.jpg"))
-    with pytest.raises(RuntimeError, match="bad samples in a row"):
-        ds[0]  # every item uses the missing image: no silent substitute exists
-    assert ds.skipped["missing_file"] >= 2
+    for i in range(2):  # every item uses the missing image: each is a marker, none a substitute
+        marker = ds[i]["skipped"]
+        assert marker["item"] == f"RefCOCODataset[{i}]" and marker["reason"] == "missing_file"
+        assert "COCO_train2014_000000000002.jpg" in marker["message"]
+    assert ds.skipped["missing_file"] == 2
     strict = _ds(refcoco, tiny_mllm_path, split="val", mode="eval", on_bad_sample="raise")
     with pytest.raises(SampleError, match="image not found: .*COCO_train2014_000000000002.jpg"):
         strict[1]
@@ -133,8 +135,8 @@ def test_unknown_annotation_and_corrupt_rle(refcoco, tiny_mllm_path):
     ds = _ds(refcoco, tiny_mllm_path, split="testA", mode="eval", seed=1)
     with pytest.raises(SampleError, match="ann_id 999 .* not in instances.json"):
         _ds(refcoco, tiny_mllm_path, split="testA", mode="eval", on_bad_sample="raise")[0]
-    sample = ds[0]  # skipped, replaced by the other item
-    assert sample["object_texts"] == ["fine"] and ds.skipped["unknown_annotation"] == 1
+    assert ds[0]["skipped"]["reason"] == "unknown_annotation" and ds.skipped["unknown_annotation"] == 1
+    assert ds[1]["object_texts"] == ["fine"] and ds.skipped["unknown_annotation"] == 1  # the good item is served
 
     inst = json.load(open(f"{root}/instances.json"))
     inst["annotations"][2]["segmentation"]["counts"] = "corrupt!!"
@@ -159,8 +161,8 @@ def test_over_long_sample_is_skipped_and_counted_never_truncated(refcoco, tiny_m
     with open(f"{root}/refs(unc).p", "wb") as f:
         pickle.dump(refs, f)
     ds = _ds(refcoco, tiny_mllm_path, split="testB", mode="eval", max_length=400)
-    s = ds[1]
-    assert s["object_texts"] == ["the ring"] and s["input_ids"].numel() <= 400  # replaced, not cut
-    assert ds.skipped["too_long"] == 1
+    assert ds[1]["skipped"]["reason"] == "too_long" and ds.skipped["too_long"] == 1  # skipped, not cut
+    s = ds[0]
+    assert s["object_texts"] == ["the ring"] and s["input_ids"].numel() <= 400
     with pytest.raises(SampleError, match="tokens > max_length 400"):
         _ds(refcoco, tiny_mllm_path, split="testB", mode="eval", max_length=400, on_bad_sample="raise")[1]

@@ -63,6 +63,23 @@ def test_collate_pads_and_keeps_objects_per_sample():
     assert b["kind"] == ["image", "text"] and b["sample_ids"] == ["3", "5"]
 
 
+def test_collate_drops_bad_sample_markers_and_lists_them():
+    from projects.desa2va.datasets.base import skipped_sample
+
+    def sample(n):
+        return {"input_ids": torch.arange(1, n + 1), "labels": torch.arange(1, n + 1), "num_tiles": 0,
+                "pixel_values": None, "sam_images": None, "masks": None, "object_texts": None,
+                "region_masks": None, "kind": "text", "sample_id": str(n)}
+    bad = skipped_sample("LLaVADataset[4]", "too_long", "sample 4: 9000 tokens > max_length 8192")
+    b = collate([sample(2), bad, sample(3)])["data"]
+    assert b["sample_ids"] == ["2", "3"] and b["input_ids"].shape == (2, 3) and b["num_tiles"] == [0, 0]
+    assert b["skipped"] == [{"item": "LLaVADataset[4]", "reason": "too_long",
+                             "message": "sample 4: 9000 tokens > max_length 8192"}]
+    assert collate([sample(2)])["data"]["skipped"] == []
+    only = collate([bad, bad])["data"]
+    assert only == {"sample_ids": [], "skipped": [bad["skipped"]] * 2}
+
+
 def test_packed_records_round_trip():
     recs = [{"a": i, "b": [i] * i, "s": "x" * i} for i in range(50)]
     packed = PackedRecords(recs)

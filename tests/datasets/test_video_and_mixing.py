@@ -228,7 +228,7 @@ def test_empty_video_is_a_named_bad_sample(mevis, tiny_mllm_path):
     with pytest.raises(SampleError, match="v1: the expression file lists no frames"):
         strict[1]
     ds = _vos(mevis, tiny_mllm_path, mode="train")
-    assert ds[1]["sample_id"] == "v0" and ds.skipped["empty_video"] == 1  # skipped, replaced by another
+    assert ds[1]["skipped"]["reason"] == "empty_video" and ds.skipped["empty_video"] == 1  # not replaced
 
 
 def test_training_and_inference_build_the_same_tokens_for_a_5_frame_video(mevis, tiny_mllm_path, make_model):

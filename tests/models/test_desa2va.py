@@ -271,6 +271,32 @@ def test_batch_without_masks_gives_zero_gradients_without_running_sam2(make_mode
     assert seg and all(p.grad is not None and p.grad.abs().sum() == 0 for _, p in seg)
 
 
+def test_bad_samples_dropped_from_a_batch_are_logged_and_never_replaced(make_model, monkeypatch):
+    """`collate` drops a bad sample's marker into `skipped`: the model trains on the rest exactly as on a
+    batch without it, names the item in the log, and a batch of markers only is a zero-gradient step."""
+    import projects.desa2va.models.desa2va as D
+
+    logged = []
+    monkeypatch.setattr(D, "print_log", lambda msg, **kw: logged.append(msg))
+    model = make_model("desa2va")
+    data = _data(model, n_obj=(1, 2))
+    bad = {"item": "RefCOCODataset[7]", "reason": "missing_file", "message": "sample 7: image not found: x.jpg"}
+    torch.manual_seed(3)
+    clean = model(data, mode="loss")
+    torch.manual_seed(3)
+    with_bad = model(dict(data, skipped=[bad]), mode="loss")
+    assert clean.keys() == with_bad.keys() and all(torch.equal(clean[k], with_bad[k]) for k in clean)
+    assert model.skipped_samples == 1 and logged and "RefCOCODataset[7] (missing_file)" in logged[0]
+    assert "x.jpg" in logged[0]
+    losses = model({"sample_ids": [], "skipped": [bad, bad]}, mode="loss")
+    assert list(losses) == ["loss_empty_batch"] and losses["loss_empty_batch"].item() == 0
+    losses["loss_empty_batch"].backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert any(n.startswith("mllm.") for n, _ in trainable)  # LoRA and the new rows
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for _, p in trainable)
+    assert model.skipped_samples == 3 and "3 so far" in logged[-1]
+
+
 def test_video_sample_shares_each_object_embedding_and_features_are_computed_once(make_model, monkeypatch):
     model = make_model("desa2va")
     data = _data(model, n_obj=(1, 2))

@@ -16,8 +16,11 @@ with `<image>` placeholders, boolean masks). `GroundingDataset.__getitem__` turn
 
 Bad input: a missing or unreadable file, a corrupt mask, an unknown annotation id, a `[SEG]`/mask count
 mismatch or a sample over `max_length` raises `SampleError`. With `on_bad_sample='skip'` (training) it is
-logged with the sample id, counted in `self.skipped[reason]`, and a *random other* sample is returned;
-with `'raise'` the error propagates (evaluation never substitutes samples).
+logged with the sample id, counted in `self.skipped[reason]` and returned as a `skipped_sample` marker,
+never replaced by another sample (that would oversample it): `collate` drops markers from the batch and
+lists them in `batch['skipped']`, and the model logs them and trains on the rest (a batch of markers
+only is a step of zero gradients, so distributed ranks stay in step). With `'raise'` the error
+propagates (evaluation never substitutes samples).
 """
 from __future__ import annotations
 
@@ -94,7 +97,7 @@ class GroundingDataset(torch.utils.data.Dataset):
 
     def __init__(self, model_path: str, sam_size: int = 1024, max_length: int = 8192,
                  system: Optional[str] = INTERNVL2_5_SYSTEM, on_bad_sample: str = "skip", seed: int = 0,
-                 max_retries: int = 50, chat_template: str = "internvl2_5"):
+                 chat_template: str = "internvl2_5"):
         if on_bad_sample not in ("skip", "raise"):
             raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
         self.model_path = model_path
@@ -103,7 +106,6 @@ class GroundingDataset(torch.utils.data.Dataset):
         self.encoder = ConversationEncoder(self.tokenizer, max_length=max_length, system=system, template=chat_template)
         self.sam_size = sam_size
         self.on_bad_sample = on_bad_sample
-        self.max_retries = max_retries
         self.seed = seed
         self.skipped: collections.Counter = collections.Counter()
         self._rng = random.Random(seed)
@@ -138,23 +140,16 @@ class GroundingDataset(torch.utils.data.Dataset):
         return self.robust(index, lambda i: self.build(self.load(i, self.rng_for(i))))
 
     def robust(self, index: int, fn):
-        tried = []
-        for _ in range(self.max_retries):
-            try:
-                return fn(index)
-            except (SampleError, MaskDecodeError) as e:
-                reason = getattr(e, "reason", "corrupt_mask")
-                if self.on_bad_sample == "raise":
-                    raise
-                self.skipped[reason] += 1
-                logger.warning("%s: skipped item %d (%s): %s", type(self).__name__, index, reason, e)
-                tried.append(index)
-                if len(self) < 2:
-                    break
-                index = self._rng.randrange(len(self) - 1)
-                index += index >= tried[-1]  # a random *other* sample
-        raise RuntimeError(f"{type(self).__name__}: {len(tried)} bad samples in a row (items {tried[:10]}); "
-                           f"skipped so far: {dict(self.skipped)}")
+        """`fn(index)`, or with `on_bad_sample='skip'` a `skipped_sample` marker when the item is bad."""
+        try:
+            return fn(index)
+        except (SampleError, MaskDecodeError) as e:
+            reason = getattr(e, "reason", "corrupt_mask")
+            if self.on_bad_sample == "raise":
+                raise
+            self.skipped[reason] += 1
+            logger.warning("%s: skipped item %d (%s): %s", type(self).__name__, index, reason, e)
+            return skipped_sample(f"{type(self).__name__}[{index}]", reason, str(e))
 
     def build(self, raw: RawSample) -> Dict[str, Any]:
         g = self.geometry
@@ -185,11 +180,21 @@ class GroundingDataset(torch.utils.data.Dataset):
         }
 
 
+def skipped_sample(item: str, reason: str, message: str) -> Dict[str, Any]:
+    """What a dataset returns in place of a bad item in training (`GroundingDataset.robust`)."""
+    return {"skipped": {"item": item, "reason": reason, "message": message}}
+
+
 def collate(samples: Sequence[Dict[str, Any]], pad_token_id: int = 0) -> Dict[str, Any]:
-    """Pad tokens (right), concatenate tiles, keep objects and frames as per-sample lists.
+    """Pad tokens (right), concatenate tiles, keep objects and frames as per-sample lists; drop the
+    `skipped_sample` markers and list them in `batch['skipped']` (a batch of markers only has no samples).
 
     Returns xtuner's layout, `{'data': batch, 'data_samples': None}`, which mmengine passes to
     `DeSa2VAModel.forward(data, data_samples, mode)`."""
+    skipped = [s["skipped"] for s in samples if "skipped" in s]
+    samples = [s for s in samples if "skipped" not in s]
+    if not samples:
+        return {"data": {"sample_ids": [], "skipped": skipped}, "data_samples": None}
     length = max(s["input_ids"].shape[0] for s in samples)
     n = len(samples)
     input_ids = torch.full((n, length), pad_token_id, dtype=torch.long)
@@ -205,5 +210,6 @@ def collate(samples: Sequence[Dict[str, Any]], pad_token_id: int = 0) -> Dict[st
         "sam_images": [s["sam_images"] for s in samples], "masks": [s["masks"] for s in samples],
         "object_texts": [s["object_texts"] for s in samples], "region_masks": [s["region_masks"] for s in samples],
         "kind": [s["kind"] for s in samples], "sample_ids": [s["sample_id"] for s in samples],
+        "skipped": skipped,
     }
     return {"data": batch, "data_samples": None}

@@ -6,7 +6,8 @@ Built only by `builder.build_model` (the registry's `DeSa2VAModel`), which choos
 Training batch (`forward(data, mode='loss')`), B samples:
   input_ids, attention_mask, labels (B, L); pixel_values (N_tiles, 3, s, s) or None; num_tiles [B];
   sam_images [B] of (T_b, 3, S, S) or None; masks [B] of (n_obj_b, T_b, H_b, W_b) bool or None;
-  object_texts [B] of [n_obj_b] str (None entries allowed) or None; sample_ids [B] (for errors).
+  object_texts [B] of [n_obj_b] str (None entries allowed) or None; sample_ids [B] (for errors);
+  skipped: the bad samples the datasets dropped from the batch (logged; only these: a zero-gradient step).
   The k-th `[SEG]` of a sample prompts its k-th object on each of its frames. Stage 1 uses sam_images,
   masks and object_texts only.
 - stage 2: MLLM -> h at `[SEG]` -> head (named logits) -> `objectives.segmentation_losses` + LM loss
@@ -17,11 +18,13 @@ mask token and object score that seed the video memory): the head's output, then
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import nn
 
@@ -41,6 +44,7 @@ class DeSa2VAModel(BaseModel):
                  data_preprocessor=None):
         super().__init__(data_preprocessor=data_preprocessor)
         self.settings = dict(settings)  # what save_pretrained records
+        self.skipped_samples = 0  # bad training samples dropped from batches so far (`forward`)
         self.stage, self.decouple = settings["stage"], settings["decouple"]
         self.mllm, self.grounding, self.head = mllm, grounding, head
         s = settings
@@ -99,6 +103,14 @@ class DeSa2VAModel(BaseModel):
         if mode != "loss":
             raise ValueError(f"forward computes training losses (mode='loss'), got mode={mode!r}; inference is "
                              "projects.desa2va.inference.predict(model, ...)")
+        skipped = data.get("skipped") or []
+        if skipped:  # bad samples the datasets dropped (`datasets.base.collate`): named, counted, not replaced
+            self.skipped_samples += len(skipped)
+            print_log(f"skipped {len(skipped)} bad sample(s) of this batch ({self.skipped_samples} so far): "
+                      + "; ".join(f"{s['item']} ({s['reason']}): {s['message']}" for s in skipped),
+                      logger="current", level=logging.WARNING)
+            if "input_ids" not in data:  # every sample of the batch was bad: a step of zero gradients
+                return {"loss_empty_batch": self._zero_term(with_mllm=True)}
         with self.autocast():
             return self.compute_loss(data)
 
@@ -109,10 +121,11 @@ class DeSa2VAModel(BaseModel):
         """e(t) (n, d), cached per text (`text_prompts.RealTextEncoder`)."""
         return self.text_encoder(self.mllm, texts, self.device)
 
-    def _zero_term(self) -> torch.Tensor:
-        """0 x every trainable segmentation parameter: all get a (zero) gradient in every step, which
-        distributed training needs, without running SAM-2 on fake inputs."""
-        params = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("mllm.")]
+    def _zero_term(self, with_mllm: bool = False) -> torch.Tensor:
+        """0 x every trainable segmentation parameter (`with_mllm`: every trainable parameter): all get a
+        (zero) gradient in every step, which distributed training needs, without running SAM-2 on fake
+        inputs."""
+        params = [p for n, p in self.named_parameters() if p.requires_grad and (with_mllm or not n.startswith("mllm."))]
         return sum((p.sum() * 0.0 for p in params), torch.zeros((), device=self.device))
 
     @staticmethod
