@@ -137,7 +137,7 @@ STAND_INS_FILE = "stand_ins.json"  # marks a folder of random stand-ins written 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "foundations")
 PROXY_PATCH = 8  # the foundations' ViT patch: 64 visual tokens per 128 px tile (the random stand-ins: 16)
 FOUNDATION_DEFAULTS = {"sam2_encoder_iters": 600, "sam2_probe_weight": 0.5, "sam2_image_iters": 1500,
-                       "sam2_clip_iters": 800, "vision_iters": 1500, "vision_dense_weight": 1.0, "mllm_iters": 3000,
+                       "sam2_clip_iters": 800, "vision_iters": 1500, "vision_dense_weight": 1.0, "mllm_iters": 6000,
                        "eval_images": 100, "eval_clips": 20}
 _CODE = ("tools/tiny_foundations.py", "projects/desa2va/datasets/synthetic.py",  # the recipe and its data
          "projects/desa2va/models/grounding/sam_training.py",

@@ -237,7 +237,7 @@ def sam2_encoder_step(m, probe: SemanticProbe, rng: np.random.Generator, batch: 
 
 def pretrain_sam2(m, image_iters: int, video_iters: int, seed: int, batch: int = 8, clips: int = 4,
                   frames: int = 8, lr: float = 1e-3, warmup_frac: float = 0.5, encoder_iters: int = 0,
-                  probe_weight: float = 0.0, short_frames: int = 0, short_frac: float = 0.0) -> Dict[str, float]:
+                  probe_weight: float = 0.0) -> Dict[str, float]:
     """Phase 0 (`encoder_iters` steps of the image encoder's semantic pre-training, `SemanticProbe`), phase 1
     then phase 2 (module docstring) on `m` (a SAM-2 module), in place; returns timings. The first
     `warmup_frac` of phase 1 is the localisation warm-up (two `position_rows` per image, one-point prompts);
@@ -259,26 +259,19 @@ def pretrain_sam2(m, image_iters: int, video_iters: int, seed: int, batch: int =
                                probe=probe if probe_weight > 0 else None, probe_weight=probe_weight)
     trained = torch.nn.ModuleList([m, probe]) if probe_weight > 0 else m
     times["sam2_images_s"] = _loop(trained, image_iters, lr, 50, image_step, "sam2 images", 100)
-    times["sam2_clips_s"] = pretrain_sam2_clips(m, rng, video_iters, batch, clips, frames, lr, short_frames,
-                                                short_frac)
+    times["sam2_clips_s"] = pretrain_sam2_clips(m, rng, video_iters, batch, clips, frames, lr)
     m.requires_grad_(True)
     m.eval()
     return times
 
 
 def pretrain_sam2_clips(m, rng: np.random.Generator, iters: int, batch: int = 8, clips: int = 4, frames: int = 8,
-                        lr: float = 1e-3, short_frames: int = 0, short_frac: float = 0.0) -> float:
-    """Phase 2 (module docstring), the image encoder frozen; returns seconds. With `short_frames`, the first
-    `short_frac` of the steps track clips of that many frames (as many frames per step: more clips), so the
-    memory first learns to carry the object one or two frames on, before errors compound over 8 frames."""
+                        lr: float = 1e-3) -> float:
+    """Phase 2 (module docstring), the image encoder frozen; returns seconds."""
     m.image_encoder.requires_grad_(False)
-    step = {"n": 0}
 
     def clip_step():
-        step["n"] += 1
-        short = short_frames and step["n"] <= short_frac * iters
-        n, t = (clips * frames // short_frames, short_frames) if short else (clips, frames)
-        return {**sam2_video_step(m, rng, n, t), **sam2_image_step(m, rng, batch // 2)}
+        return {**sam2_video_step(m, rng, clips, frames), **sam2_image_step(m, rng, batch // 2)}
     return _loop(m, iters, lr, 20, clip_step, "sam2 clips", 50)
 
 
