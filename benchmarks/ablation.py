@@ -17,7 +17,7 @@ computed on the same sentences and videos.
 Variants (METHOD.md section 4 and 3.4; the real configs' settings are the full model, including its
 inference: 5 uniform key frames propagated by SAM-2's memory, one reprompt refinement):
   sa2va                 decouple off: one projection, one decoder, BCE + Dice, Sa2VA's inference (the control arm)
-  desa2va               full DeSa2VA: stage 1, gate fusion, w_t = w_v = 0.5, w_f = 1, align 0.5, orth 0.1
+  desa2va               full DeSa2VA: stage 1, gate fusion, w_t = w_v = 0.5, w_f = 1, align 2.0 (tiny), orth 0.1
   no_text_pretrain      D_txt initialised from SAM-2's decoder instead of stage 1 (no alignment term)
   fusion_<mode>         fusion = pixel_gate | mean | text_only | visual_only
   fused_loss_only       w_t = w_v = 0: the fused mask alone supervised (no triple supervision)
@@ -57,9 +57,9 @@ STAGE2 = os.path.join(common.ROOT, "configs", "desa2va_tiny.py")
 
 # name -> (what it is, starts from stage 1, stage-2 --cfg-options)
 TRAINED: Dict[str, tuple] = {
-    "sa2va": ("Sa2VA baseline (decouple off)", False, {"model.decouple": False}),
+    "sa2va": ("Sa2VA baseline (decouple off)", False, {"model.decouple": False, "model.align_weight": None}),
     "desa2va": ("DeSa2VA, full", True, {}),
-    "no_text_pretrain": ("no text pre-training (D_txt from SAM-2)", False, {}),
+    "no_text_pretrain": ("no text pre-training (D_txt from SAM-2)", False, {"model.align_weight": 0.0}),
     "fusion_pixel_gate": ("fusion = pixel_gate", True, {"model.fusion": "pixel_gate"}),
     "fusion_mean": ("fusion = mean", True, {"model.fusion": "mean"}),
     "fusion_text_only": ("fusion = text_only", True, {"model.fusion": "text_only"}),

@@ -20,7 +20,7 @@ def _resolve(**cfg):
 
 
 # every switch of the decoupled arm, and every stage-1 loss switch, on the sa2va arm
-SA2VA_IGNORES = dict(fusion="mean", text_weight=1.0, visual_weight=1.0, fused_weight=0.5, align_weight=0.0,
+SA2VA_IGNORES = dict(fusion="mean", text_weight=1.0, visual_weight=1.0, fused_weight=0.5,
                      orth_weight=0.0, visual_proj="sa2va_mlp", sa2va_init="folder", num_text_points=2,
                      point_drop_prob=0.1, focal_weight=1.0, pretrain_dice_weight=2.0, iou_weight=0.0)
 STAGE1_IGNORES = dict(fusion="gate", reprompt_iters=0, keyframes="first", num_keyframes=3, lm_weight=1.0,
@@ -37,6 +37,18 @@ def test_a_switch_the_arm_ignores_raises_naming_it(arm, key, value):
                 "desa2va": dict(stage=2, decouple=True)}[arm]
     with pytest.raises(ModelConfigError, match=rf"\['{key}'\] are ignored by the {arm} arm"):
         _resolve(**switches, **{key: value})
+
+
+def test_the_sa2va_arm_drops_the_stage1_hand_off_with_a_warning():
+    """decouple=False alone turns a DeSa2VA config that sets its stage-1 checkpoint and alignment weight
+    (configs/desa2va_tiny.py) into the baseline, saying what it drops."""
+    with pytest.warns(UserWarning, match="model.align_weight is not read by the sa2va arm"):
+        s = _resolve(decouple=False, align_weight=2.0)
+    assert "align_weight" not in s
+    with pytest.warns(UserWarning, match="model.stage1_checkpoint is not read by the sa2va arm"):
+        _resolve(decouple=False, stage1_checkpoint="s1.pth")
+    with pytest.raises(ModelConfigError, match=r"\['align_weight'\] are ignored by the text_pretrain arm"):
+        _resolve(stage=1, align_weight=2.0)
 
 
 def test_unknown_settings_the_old_mode_and_bad_switch_values_raise():
@@ -112,7 +124,7 @@ def test_decouple_false_builds_the_same_model_as_the_sa2va_tiny_config(tiny_mllm
     assert _signature(overridden) == _signature(baseline)
     assert all(torch.equal(a, b) for a, b in zip(overridden.state_dict().values(), baseline.state_dict().values()))
     assert type(overridden.head).__name__ == "Sa2VAHead" and not overridden.decouple
-    desa2va = build("desa2va_tiny")
+    desa2va = build("desa2va_tiny", **{"model.stage1_checkpoint": None, "model.align_weight": 0.0})
     assert _signature(desa2va) != _signature(baseline) and type(desa2va.head).__name__ == "DecoupledHead"
 
 

@@ -19,7 +19,8 @@ import make_synthetic_data  # noqa: E402
 SHORT = ["train_cfg.max_iters=6", "train_dataloader.batch_size=2", "train_dataloader.sampler.batch_size=2",
          "default_hooks.logger.interval=1", "default_hooks.checkpoint.interval=3",
          "default_hooks.checkpoint.max_keep_ckpts=3", "optim_wrapper.optimizer.lr=0.003",
-         "param_scheduler.0.end=1", "param_scheduler.1.begin=1", "param_scheduler.1.end=6"]
+         "param_scheduler.0.end=1", "param_scheduler.1.begin=1", "param_scheduler.1.end=6",
+         "model.stage1_checkpoint=None", "model.align_weight=0.0"]  # no stage 1 (D_txt from SAM-2)
 DS_FILES = ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
             "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
 
@@ -184,6 +185,7 @@ def test_slurm_launcher(run_dir, tmp_path):
     out = subprocess.run(["bash", os.path.join(ROOT, "tools", "slurm.sh"), "gpu", "tinyjob",
                           os.path.join(ROOT, "configs", "desa2va_tiny.py"), "1", "--work-dir", "slurm",
                           "--cfg-options", "train_cfg.max_iters=1", "train_dataloader.batch_size=2",
+                          "model.stage1_checkpoint=None", "model.align_weight=0.0",
                           "train_dataloader.sampler.batch_size=2", "default_hooks.logger.interval=1"],
                          cwd=run_dir, env=env, capture_output=True, text=True)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]

@@ -129,7 +129,8 @@ def _losses(log):
 # lost or misplaced any weight, moment or schedule step shows in the bits
 COSINE = ["train_cfg.max_iters=6", "default_hooks.logger.interval=1", "default_hooks.checkpoint.interval=3",
           "train_dataloader.batch_size=2", "train_dataloader.sampler.batch_size=2", "optim_wrapper.optimizer.lr=0.003",
-          "param_scheduler.0.end=1", "param_scheduler.1.begin=1", "param_scheduler.1.end=6"]
+          "param_scheduler.0.end=1", "param_scheduler.1.begin=1", "param_scheduler.1.end=6",
+          "model.stage1_checkpoint=None", "model.align_weight=0.0"]  # no stage 1 (D_txt from SAM-2)
 
 
 def test_resumed_run_matches_the_uninterrupted_one_bit_for_bit(run_dir):

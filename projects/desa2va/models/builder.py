@@ -11,7 +11,7 @@ and when `align_weight > 0` has no stage-1 teacher (3.5). Inference settings lef
 arm's defaults: Sa2VA's (first 5 frames, no reprompt) or DeSa2VA's (5 uniform key frames, 1 reprompt),
 so `decouple=False` alone turns a DeSa2VA config into the baseline. `stage1_checkpoint` is an input
 of the decoupled arm, not a switch: another arm drops it with a warning, so that override stays one
-setting.
+setting; the sa2va arm drops `align_weight` (the weight of the hand-off's alignment) the same way.
 """
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ ARMS = {"text_pretrain": {**COMMON, **POINTS, **TEXT_BRANCH, **STAGE1},
         "desa2va": {**COMMON, **POINTS, **STAGE2, **TEXT_BRANCH, **DECOUPLED}}
 TORCH_DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # load_pretrained's torch_dtype -> precision
 ARTEFACTS = ("stage1_checkpoint",)
+SA2VA_DROPS = ("align_weight",)  # the weight of the stage-1 hand-off's alignment, dropped with it by the control arm
 KNOWN = set().union(*ARMS.values())
 BUILD_KEYS = ("type", "data_preprocessor", "init_cfg")
 
@@ -90,7 +91,7 @@ def resolve_settings(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     unknown = sorted(set(cfg) - KNOWN)
     if unknown:
         raise ModelConfigError(f"unknown model setting(s) {unknown}; known: {sorted(KNOWN)}")
-    for k in ARTEFACTS:
+    for k in ARTEFACTS + (SA2VA_DROPS if arm == "sa2va" else ()):
         if k not in allowed and cfg.pop(k, None) is not None:
             warnings.warn(f"model.{k} is not read by the {arm} arm (stage={stage}, decouple={decouple}): dropped")
     ignored = sorted(k for k in cfg if k not in allowed)
