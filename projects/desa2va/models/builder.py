@@ -54,8 +54,9 @@ ARMS = {"text_pretrain": {**COMMON, **POINTS, **TEXT_BRANCH, **STAGE1},
         "sa2va": {**COMMON, **POINTS, **STAGE2},
         "desa2va": {**COMMON, **POINTS, **STAGE2, **TEXT_BRANCH, **DECOUPLED}}
 TORCH_DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # load_pretrained's torch_dtype -> precision
-ARTEFACTS = ("stage1_checkpoint",)
-SA2VA_DROPS = ("align_weight",)  # the weight of the stage-1 hand-off's alignment, dropped with it by the control arm
+# the decoupled arm's stage-1 hand-off, which another arm drops with a warning (the sa2va arm also its alignment
+# weight, so that decouple=False alone turns a DeSa2VA config into the baseline)
+DROPPED = {"text_pretrain": ("stage1_checkpoint",), "sa2va": ("stage1_checkpoint", "align_weight"), "desa2va": ()}
 KNOWN = set().union(*ARMS.values())
 BUILD_KEYS = ("type", "data_preprocessor", "init_cfg")
 
@@ -91,8 +92,8 @@ def resolve_settings(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     unknown = sorted(set(cfg) - KNOWN)
     if unknown:
         raise ModelConfigError(f"unknown model setting(s) {unknown}; known: {sorted(KNOWN)}")
-    for k in ARTEFACTS + (SA2VA_DROPS if arm == "sa2va" else ()):
-        if k not in allowed and cfg.pop(k, None) is not None:
+    for k in DROPPED[arm]:
+        if cfg.pop(k, None) is not None:
             warnings.warn(f"model.{k} is not read by the {arm} arm (stage={stage}, decouple={decouple}): dropped")
     ignored = sorted(k for k in cfg if k not in allowed)
     if ignored:
