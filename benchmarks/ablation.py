@@ -32,7 +32,8 @@ inference: 5 uniform key frames propagated by SAM-2's memory, one reprompt refin
 
 Per job (variant, seed) one process trains, exports and evaluates; its `result.json` in
 `<work-dir>/<variant>/seed<k>/` makes a re-run skip it (`--fresh` redoes everything), so a cut-short run
-resumes where it stopped. Writes `<out>/ablation.json` (per-seed values, mean, std, paired differences,
+resumes where it stopped; a result made with other settings (budget, options, evaluation set) stops the run
+instead of entering the table. Writes `<out>/ablation.json` (per-seed values, mean, std, paired differences,
 times) and, unless --no-record, the table into benchmarks/RESULTS.md (the block between the ablation
 markers) and a row of its log. Paths: `pretrained/tiny` and `data/synthetic` under `--workspace` (the
 foundations are installed there when missing).
@@ -210,7 +211,7 @@ def run_job(a) -> None:
     else:
         _, base, overrides, which = INFERENCE[name]
         res = evaluate(os.path.join(job_dir(a.work_dir, base, seed), "model"), d, overrides, which, a)
-    res.update(variant=name, seed=seed, wall_s=round(time.time() - t, 1))
+    res.update(variant=name, seed=seed, wall_s=round(time.time() - t, 1), settings=job_settings(name, a))
     with open(os.path.join(d, "result.json"), "w") as f:
         json.dump(res, f, indent=2)
 
@@ -225,12 +226,25 @@ def prepare(workspace: str) -> None:
         make_synthetic_data.main(["--out", os.path.join(workspace, "data/synthetic")])
 
 
+def job_settings(name: str, a) -> Dict[str, Any]:
+    """What a job's result depends on besides its variant and seed: a finished job is reused only when these
+    match (a result of another budget or evaluation set must not enter the table)."""
+    if name == "stage1":
+        return {"stage1_iters": a.stage1_iters}
+    return {"stage1_iters": a.stage1_iters, "stage2_iters": a.stage2_iters,
+            "train_options": list(a.train_options or []), "image_limit": a.image_limit, "video_limit": a.video_limit}
+
+
 def spawn(name: str, seed: int, a) -> Dict[str, Any]:
     d = job_dir(a.work_dir_abs, name, seed)
     done = os.path.join(d, "result.json")
     if os.path.isfile(done) and not a.fresh:
         with open(done) as f:
-            return json.load(f)
+            res = json.load(f)
+        if res.get("settings") != job_settings(name, a):
+            raise SystemExit(f"[ablation] {done} was made with other settings ({res.get('settings')}, this run: "
+                             f"{job_settings(name, a)}): use --fresh to redo it, or another --work-dir")
+        return res
     os.makedirs(d, exist_ok=True)
     cmd = [sys.executable, os.path.abspath(__file__), "--job", name, "--seed", str(seed),
            "--workspace", a.workspace, "--work-dir", a.work_dir_abs, "--stage1-iters", str(a.stage1_iters),
@@ -358,8 +372,9 @@ def main(argv=None) -> Dict[str, Any]:
     p.add_argument("--few-seeds", type=int, default=3, help="how many of the seeds the non-main variants run")
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--stage1-iters", type=int, default=0, help="stage-1 iterations (0: the config's schedule)")
-    p.add_argument("--stage2-iters", type=int, default=400,
-                   help="stage-2 iterations per arm (400: the whole run fits ~3 h of 2 CPU cores)")
+    p.add_argument("--stage2-iters", type=int, default=800,
+                   help="stage-2 iterations per arm (800: configs/desa2va_tiny.py's schedule, the quickstart's "
+                        "model; the whole run takes ~3 h of 2 CPU cores)")
     p.add_argument("--train-options", nargs="+", default=None, metavar="KEY=VALUE",
                    help="more stage-2 --cfg-options for every variant (e.g. train_dataloader.batch_size=4)")
     p.add_argument("--image-limit", type=int, default=300, help="first N val sentences")

@@ -109,6 +109,11 @@ def test_ablation_runs_resumes_and_records(workspace, results_md, tmp_path):
     again = ablation.main(args + ["--no-record"])
     assert again["table"] == table
     assert os.path.getmtime(workspace / "work_dirs/ablation/sa2va/seed0/result.json") == stamp
+    # a finished job of other settings (here the evaluation set) stops the run instead of entering the table
+    other = list(args)
+    other[other.index("--image-limit") + 1] = "1"
+    with pytest.raises(SystemExit, match="sa2va/seed0/result.json was made with other settings"):
+        ablation.main(other + ["--no-record"])
 
 
 def test_paired_difference_interval_by_hand():
