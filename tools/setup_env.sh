@@ -21,9 +21,9 @@ echo "[setup_env] creating/updating $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
   mkdir -p "$(dirname "$VENV")"
   free_kb="$(df -Pk "$(dirname "$VENV")" | awk 'NR==2 {print $4}')"
-  if [ -n "$free_kb" ] && [ "$free_kb" -lt $((9 * 1024 * 1024)) ]; then
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt $((8 * 1024 * 1024)) ]; then
     echo "[setup_env] ERROR: $(( free_kb / 1024 )) MB free on the disk of $(dirname "$VENV"); a new" \
-         "environment needs about 9 GB (7.5 GB installed + pip's unpacking). Free space, or set VENV to a path on a larger disk." >&2
+         "environment needs about 8 GB (7.5 GB installed). Free space, or set VENV to a path on a larger disk." >&2
     exit 1
   fi
 fi
