@@ -16,14 +16,14 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python"
 fi
 
 echo "[setup_env] creating/updating $VENV"
-# A new environment takes ~7.5 GB (torch 2.14.1's x86_64 wheel depends on the CUDA libraries even on a
+# A new environment takes ~7.1 GB (torch 2.14.1's x86_64 wheel depends on the CUDA libraries even on a
 # CPU machine). Say so before pip fails half-way with "No space left on device".
 if [ ! -x "$VENV/bin/python" ]; then
   mkdir -p "$(dirname "$VENV")"
   free_kb="$(df -Pk "$(dirname "$VENV")" | awk 'NR==2 {print $4}')"
   if [ -n "$free_kb" ] && [ "$free_kb" -lt $((8 * 1024 * 1024)) ]; then
     echo "[setup_env] ERROR: $(( free_kb / 1024 )) MB free on the disk of $(dirname "$VENV"); a new" \
-         "environment needs about 8 GB (7.5 GB installed). Free space, or set VENV to a path on a larger disk." >&2
+         "environment needs about 8 GB (7.1 GB installed). Free space, or set VENV to a path on a larger disk." >&2
     exit 1
   fi
 fi
