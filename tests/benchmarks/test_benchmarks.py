@@ -190,3 +190,69 @@ def test_video_memory_runs_each_length_in_its_own_process(workspace, results_md,
         assert r["output_masks_mb"] == round(r["frames"] * 48 * 64 / 2 ** 20, 1)
     assert res["peak_ratio_longest_over_shortest"] == round(runs[1]["peak_memory_gb"] / runs[0]["peak_memory_gb"], 3)
     assert results_md.read_text().splitlines()[-1].startswith("| video_memory_desa2va_tiny |")
+
+
+def test_every_trained_ablation_arm_builds_and_trains_a_step(workspace, make_model, monkeypatch):
+    """Each trained arm of the ablation, as its driver passes it (configs/desa2va_tiny.py + the arm's options
+    through train.py's --cfg-options parser + the stage-1 hand-off), builds, carries its switches and takes
+    one loss step on a 3-frame clip with the loss terms its switches call for."""
+    import argparse
+
+    import numpy as np
+    import torch
+    from conftest import collate_samples, prompt_sample
+    from mmengine.config import Config, DictAction
+    from mmengine.registry import MODELS
+
+    import make_tiny_pretrained
+    import projects.desa2va.registry  # noqa: F401
+
+    monkeypatch.chdir(workspace)  # the config's paths are relative: pretrained/tiny, as in a clone
+    stage1 = str(workspace / "stage1.pth")
+    make_model("text_pretrain", grounding_overrides=dict(
+        model_config=make_tiny_pretrained.SAM2_PROXY_CONFIG,
+        checkpoint=str(workspace / "pretrained" / "tiny" / make_tiny_pretrained.SAM2_PROXY_FILE))).save_stage1(stage1)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    yy, xx = np.mgrid[:128, :128]
+    frames, masks = [], []
+    for t in range(3):  # a red circle moving right, a blue square moving down
+        img = np.full((128, 128, 3), 30, np.uint8)
+        circle = (yy - 40) ** 2 + (xx - 35 - 4 * t) ** 2 <= 18 ** 2
+        square = (yy >= 70 + 4 * t) & (yy < 104 + 4 * t) & (xx >= 70) & (xx < 104)
+        img[circle], img[square] = (220, 30, 30), (30, 30, 220)
+        frames.append(img)
+        masks.append(np.stack([circle, square]))
+    masks = np.stack(masks, 1)
+    for name, (_, uses_stage1, opts) in ablation.TRAINED.items():
+        cli = ablation._cli_options(dict(opts, **{"model.stage1_checkpoint": stage1 if uses_stage1 else None}))
+        cfg = Config.fromfile(ablation.STAGE2, lazy_import=False)
+        cfg.merge_from_dict(parser.parse_args(["--cfg-options"] + cli).cfg_options)
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        s = model.settings
+        for key, value in opts.items():
+            if value is not None:
+                assert s[key[len("model."):]] == value, (name, key)
+        decoupled = s["decouple"]
+        if uses_stage1:  # the stage-1 hand-off reached the model: W_rt is stage 1's
+            saved = torch.load(stage1, map_location="cpu", weights_only=False)["state_dict"]
+            assert torch.equal(model.head.real_text_proj.proj.weight, saved["real_text_proj.proj.weight"]), name
+        sample = prompt_sample(model, frames, "Please segment the red circle and the blue square.", masks,
+                               answer="Sure, [SEG] and [SEG].")
+        model.train()
+        losses = model(collate_samples(model, [sample], [["the red circle", "the blue square"]]), mode="loss")
+        assert all(torch.isfinite(v).all() for v in losses.values()), name
+        branches = ("text", "visual", "fused") if decoupled else ("mask",)
+        want = {"loss_lm"} | {f"loss_{b}_{k}" for b in branches for k in ("bce", "dice")}
+        want |= {"loss_align"} if decoupled and uses_stage1 and s["align_weight"] > 0 else set()
+        want |= {"loss_orth"} if decoupled and s["orth_weight"] > 0 else set()
+        assert set(k for k in losses if "memory" not in k) == want, name
+        assert any("memory" in k for k in losses) == (name == "train_with_memory"), name
+        if decoupled:  # triple supervision on, but for fused_loss_only
+            on = losses["loss_text_dice"].item() > 0 and losses["loss_visual_dice"].item() > 0
+            assert on == (name != "fused_loss_only"), name
+        sum(losses.values()).backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads), name
+
