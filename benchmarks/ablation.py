@@ -326,7 +326,8 @@ def markdown_table(table: Dict[str, Dict[str, Any]], settings: Dict[str, Any]) -
     s, b = settings, settings["trivial"]
     lines.append(f"| all shapes | every shape of the image / frame as the mask (no model) | {b['image_ciou']:.3f} | | "
                  f"{b['image_giou']:.3f} | {b['video_jf']:.3f} | | |")
-    stage1 = f"{s['stage1_iters']} iterations" if s["stage1_iters"] else "at configs/desa2va_text_pretrain_tiny.py's schedule"
+    stage1 = (f"{s['stage1_iters']} iterations" if s["stage1_iters"]
+              else "at configs/desa2va_text_pretrain_tiny.py's schedule")
     lines += ["", f"Mean ± standard deviation over seeds; \"vs DeSa2VA\": the mean per-seed difference to full "
               f"DeSa2VA with its 95% interval (Student's t over the common seeds). Seeds {s['seeds']} for "
               f"{', '.join(MAIN)}, the first {s['few_seeds']} for the rest. Stage 1 {stage1} (one run per seed, "

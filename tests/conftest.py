@@ -116,6 +116,22 @@ def two_shapes(size=128):
     return img, circle, square
 
 
+def moving_clip(frames=3, size=128):
+    """A red circle moving right and a blue square moving down over `frames` frames: (images, (2, T, H, W))."""
+    import numpy as np
+
+    yy, xx = np.mgrid[:size, :size]
+    images, masks = [], []
+    for t in range(frames):
+        img = np.full((size, size, 3), 30, np.uint8)
+        circle = (yy - 40) ** 2 + (xx - 35 - 4 * t) ** 2 <= 18 ** 2
+        square = (yy >= 70 + 4 * t) & (yy < 104 + 4 * t) & (xx >= 70) & (xx < 104)
+        img[circle], img[square] = (220, 30, 30), (30, 30, 220)
+        images.append(img)
+        masks.append(np.stack([circle, square]))
+    return images, np.stack(masks, 1)
+
+
 def referring_batch(model, image, items, answer="Sure, [SEG]."):
     """Training batch of one sample per (question, masks (n_obj, H, W) bool array, texts) item on `image`."""
     from projects.desa2va.common.image_processing import mllm_image_tiles, sam2_frames

@@ -198,9 +198,8 @@ def test_every_trained_ablation_arm_builds_and_trains_a_step(workspace, make_mod
     one loss step on a 3-frame clip with the loss terms its switches call for."""
     import argparse
 
-    import numpy as np
     import torch
-    from conftest import collate_samples, prompt_sample
+    from conftest import collate_samples, moving_clip, prompt_sample
     from mmengine.config import Config, DictAction
     from mmengine.registry import MODELS
 
@@ -214,16 +213,8 @@ def test_every_trained_ablation_arm_builds_and_trains_a_step(workspace, make_mod
         checkpoint=str(workspace / "pretrained" / "tiny" / make_tiny_pretrained.SAM2_PROXY_FILE))).save_stage1(stage1)
     parser = argparse.ArgumentParser()
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
-    yy, xx = np.mgrid[:128, :128]
-    frames, masks = [], []
-    for t in range(3):  # a red circle moving right, a blue square moving down
-        img = np.full((128, 128, 3), 30, np.uint8)
-        circle = (yy - 40) ** 2 + (xx - 35 - 4 * t) ** 2 <= 18 ** 2
-        square = (yy >= 70 + 4 * t) & (yy < 104 + 4 * t) & (xx >= 70) & (xx < 104)
-        img[circle], img[square] = (220, 30, 30), (30, 30, 220)
-        frames.append(img)
-        masks.append(np.stack([circle, square]))
-    masks = np.stack(masks, 1)
+    frames, masks = moving_clip()
+    saved = torch.load(stage1, map_location="cpu", weights_only=False)["state_dict"]
     for name, (_, uses_stage1, opts) in ablation.TRAINED.items():
         cli = ablation._cli_options(dict(opts, **{"model.stage1_checkpoint": stage1 if uses_stage1 else None}))
         cfg = Config.fromfile(ablation.STAGE2, lazy_import=False)
@@ -236,7 +227,6 @@ def test_every_trained_ablation_arm_builds_and_trains_a_step(workspace, make_mod
                 assert s[key[len("model."):]] == value, (name, key)
         decoupled = s["decouple"]
         if uses_stage1:  # the stage-1 hand-off reached the model: W_rt is stage 1's
-            saved = torch.load(stage1, map_location="cpu", weights_only=False)["state_dict"]
             assert torch.equal(model.head.real_text_proj.proj.weight, saved["real_text_proj.proj.weight"]), name
         sample = prompt_sample(model, frames, "Please segment the red circle and the blue square.", masks,
                                answer="Sure, [SEG] and [SEG].")
@@ -255,4 +245,3 @@ def test_every_trained_ablation_arm_builds_and_trains_a_step(workspace, make_mod
         sum(losses.values()).backward()
         grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
         assert grads and any(float(g.abs().sum()) > 0 for g in grads), name
-

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import collate_samples, prompt_sample, referring_batch, two_shapes
+from conftest import collate_samples, moving_clip, prompt_sample, referring_batch, two_shapes
 from projects.desa2va.models.checkpoint_io import CheckpointError
 from projects.desa2va.inference import keyframe_indices, predict, predict_image, predict_video
 from projects.desa2va.models.text_prompts import text_prompt_tokens
@@ -503,20 +503,6 @@ def test_several_questions_on_an_image_share_its_sam2_features(make_model, monke
         assert a["text"] == b["text"] and all(np.array_equal(x, y) for x, y in zip(a["masks"], b["masks"]))
 
 
-def _moving_clip(frames=3, size=128):
-    """A red circle moving right and a blue square moving down over `frames` frames: (images, (2, T, H, W))."""
-    yy, xx = np.mgrid[:size, :size]
-    images, masks = [], []
-    for t in range(frames):
-        img = np.full((size, size, 3), 30, np.uint8)
-        circle = (yy - 40) ** 2 + (xx - 35 - 4 * t) ** 2 <= 18 ** 2
-        square = (yy >= 70 + 4 * t) & (yy < 104 + 4 * t) & (xx >= 70) & (xx < 104)
-        img[circle], img[square] = (220, 30, 30), (30, 30, 220)
-        images.append(img)
-        masks.append(np.stack([circle, square]))
-    return images, np.stack(masks, 1)
-
-
 @pytest.mark.parametrize("arm", ["desa2va", "sa2va"])
 def test_train_with_memory_tracks_as_inference_propagates(make_model, monkeypatch, arm):
     """METHOD.md 3.4: each object's final output on the first sampled frame seeds SAM-2's memory and the later
@@ -528,7 +514,7 @@ def test_train_with_memory_tracks_as_inference_propagates(make_model, monkeypatc
     from projects.desa2va.models.objectives import segmentation_losses
 
     model = make_model(arm, train_with_memory=True, objects_per_sample=3)  # 2 objects repeated to 3 slots
-    images, masks = _moving_clip()
+    images, masks = moving_clip()
     s = prompt_sample(model, images, "Please segment the red circle and the blue square.", masks,
                       answer="Sure, [SEG] and [SEG].")
     data = collate_samples(model, [s], [["the red circle", "the blue square"]])
@@ -577,7 +563,7 @@ def test_train_with_memory_tracks_as_inference_propagates(make_model, monkeypatc
 
 def test_train_with_memory_off_adds_no_term_and_images_add_none(make_model):
     model = make_model("desa2va")
-    images, masks = _moving_clip()
+    images, masks = moving_clip()
     s = prompt_sample(model, images, "Please segment the red circle.", masks[:1])
     data = collate_samples(model, [s], [["the red circle"]])
     assert not any("memory" in k for k in model(data, mode="loss"))
